@@ -1,0 +1,383 @@
+//! The TOML configuration shared by every vipa binary.
+//!
+//! [`Config::load`] reads a file (the only I/O in this crate) and
+//! [`Config::from_str_with_path`] parses text; both return a fully checked
+//! [`Config`] of plain `std` types or one [`ConfigError`] that names the
+//! file, the line and column, the field (`vipa[0].target[1].address`) and
+//! what to do about it. The format, every key, its default and its
+//! constraints are documented in `docs/config.md`; `examples/vipa.toml` is a
+//! complete example.
+//!
+//! # Design decisions
+//!
+//! - **Errors name the line.** The document is first parsed into a generic
+//!   tree whose every key and value keeps its byte span (`toml::Spanned`);
+//!   the schema is then checked by hand, so a wrong type, an unknown key, a
+//!   missing key or a bad value all point at the line where it was (or, for
+//!   a missing key, the line of the table it is missing from). Unknown keys
+//!   are errors: a misspelt key silently ignored is worse than a refusal.
+//! - **Only the first error is reported**, in the order: syntax, `[node]`,
+//!   `[forwarder]`, `[[port]]`, `[[vipa]]`, then checks that span sections
+//!   (MTU against IPv6).
+//! - **Outer family follows the target.** An IPv4 target is reached with GRE
+//!   over IPv4 from `node.tunnel_source_v4`, an IPv6 target with GRE over
+//!   IPv6 from `node.tunnel_source_v6`; both sources are optional, but every
+//!   target needs the one of its family.
+//! - **MTU.** A port's `mtu` (IP MTU) is 576..=9216. If any address in use is
+//!   IPv6, every port needs at least 1280 (RFC 8200 §5, the IPv6 minimum link
+//!   MTU). For an IPv6 VIPA every port also needs 1280 plus the GRE overhead
+//!   of its targets (24 bytes over IPv4, 44 over IPv6): a packet-too-big
+//!   message may not announce less than 1280, so the forwarder must be able
+//!   to carry a 1280-byte IPv6 packet to any target.
+//! - **`next_hop_mac` is required** for now: encapsulated frames go to one
+//!   static L2 next hop per port. Resolving it with ARP / NDP comes later.
+//! - **Maglev keys.** A target's Maglev key is its address as `std` prints it
+//!   ([`TargetConfig::maglev_key`]), so every node builds the same table
+//!   whatever the spelling in the file (`fd00:20:0::11` and `fd00:20::11`
+//!   are the same target).
+
+mod error;
+mod parse;
+mod tree;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::maglev::{self, MaglevError, MaglevTable, MaglevTarget};
+
+pub use error::{AddressFamily, ConfigError, Location, Problem};
+
+/// Default `forwarder.flow_table_capacity`: flows per worker.
+pub const DEFAULT_FLOW_TABLE_CAPACITY: usize = 1 << 20;
+/// Default `forwarder.flow_idle_timeout`.
+pub const DEFAULT_FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `forwarder.burst_size`.
+pub const DEFAULT_BURST_SIZE: usize = 32;
+/// Largest `forwarder.burst_size`.
+pub const MAX_BURST_SIZE: usize = 64;
+/// Default `port.mtu`.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Smallest `port.mtu` (the IPv4 datagram every host must accept).
+pub const MIN_MTU: u16 = 576;
+/// Largest `port.mtu` (a common jumbo-frame limit).
+pub const MAX_MTU: u16 = 9216;
+/// The IPv6 minimum link MTU (RFC 8200 §5).
+pub const IPV6_MIN_MTU: u16 = 1280;
+/// Bytes added by GRE over IPv4: a 20-byte IPv4 header and a 4-byte GRE header.
+pub const GRE_OVERHEAD_V4: u16 = 24;
+/// Bytes added by GRE over IPv6: a 40-byte IPv6 header and a 4-byte GRE header.
+pub const GRE_OVERHEAD_V6: u16 = 44;
+/// Default target `weight`.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest target `weight`.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// A whole configuration file, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[node]`: this routing node.
+    pub node: NodeConfig,
+    /// `[forwarder]`: data-plane tuning (all optional).
+    pub forwarder: ForwarderConfig,
+    /// `[[port]]`: the network ports, in file order (at least one).
+    pub ports: Vec<PortConfig>,
+    /// `[[vipa]]`: the VIPAs, in file order (possibly none).
+    pub vipas: Vec<VipaConfig>,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster (non-empty).
+    pub name: String,
+    /// Outer source address of GRE over IPv4; required if any target is IPv4.
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    /// Outer source address of GRE over IPv6; required if any target is IPv6.
+    pub tunnel_source_v6: Option<Ipv6Addr>,
+}
+
+impl NodeConfig {
+    /// The outer source address for GRE to `target`: the tunnel source of
+    /// the target's family, if configured (a checked [`Config`] always has
+    /// it for every configured target).
+    pub fn tunnel_source_for(&self, target: IpAddr) -> Option<IpAddr> {
+        match target {
+            IpAddr::V4(_) => self.tunnel_source_v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.tunnel_source_v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// `[forwarder]`; every key is optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwarderConfig {
+    /// Flows each worker's flow table holds (≥ 4; default 1 048 576).
+    pub flow_table_capacity: usize,
+    /// A flow not seen for this long is forgotten (whole seconds, > 0;
+    /// default 300 s).
+    pub flow_idle_timeout: Duration,
+    /// What to do with IPv4 / IPv6 packets whose destination is not a VIPA.
+    pub not_vipa: NotVipa,
+    /// Packets received / transmitted per burst (1..=64; default 32).
+    pub burst_size: usize,
+}
+
+impl Default for ForwarderConfig {
+    fn default() -> Self {
+        ForwarderConfig {
+            flow_table_capacity: DEFAULT_FLOW_TABLE_CAPACITY,
+            flow_idle_timeout: DEFAULT_FLOW_IDLE_TIMEOUT,
+            not_vipa: NotVipa::Host,
+            burst_size: DEFAULT_BURST_SIZE,
+        }
+    }
+}
+
+/// `forwarder.not_vipa`: the fate of IP traffic not addressed to a VIPA.
+/// Counted either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum NotVipa {
+    /// `"host"`: hand it to the host's network stack (exception path).
+    #[default]
+    Host,
+    /// `"drop"`: drop it.
+    Drop,
+}
+
+/// `[[port]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The port's name (non-empty, unique).
+    pub name: String,
+    /// The port's own MAC address (unicast); ARP / NDP answers carry it.
+    pub mac: MacAddr,
+    /// IP MTU of the port (576..=9216, default 1500; see the module docs
+    /// for IPv6).
+    pub mtu: u16,
+    /// Static L2 next hop for encapsulated frames (unicast).
+    pub next_hop_mac: MacAddr,
+}
+
+/// `[[vipa]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipaConfig {
+    /// The virtual IP address (unique among VIPAs).
+    pub address: IpAddr,
+    /// Its services, in file order (at least one, no duplicates).
+    pub services: Vec<Service>,
+    /// How new flows are spread over the targets.
+    pub distribution: Distribution,
+    /// Maglev table size: a prime, at least the number of targets
+    /// (default 65537).
+    pub table_size: u32,
+    /// Candidate targets, in file order (at least one, no duplicates).
+    pub targets: Vec<TargetConfig>,
+}
+
+impl VipaConfig {
+    /// Builds this VIPA's Maglev table; its entries index [`Self::targets`].
+    ///
+    /// # Errors
+    ///
+    /// [`MaglevError::NoTargets`] when every target has weight 0 (all
+    /// draining): the forwarder then has no target for new flows. A checked
+    /// configuration cannot produce the other errors.
+    pub fn maglev_table(&self) -> Result<MaglevTable, MaglevError> {
+        let keys: Vec<String> = self.targets.iter().map(TargetConfig::maglev_key).collect();
+        let targets: Vec<MaglevTarget<'_>> = keys
+            .iter()
+            .zip(&self.targets)
+            .map(|(key, t)| MaglevTarget {
+                key,
+                weight: t.weight,
+            })
+            .collect();
+        maglev::build(&targets, self.table_size as usize)
+    }
+}
+
+/// `[[vipa.target]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TargetConfig {
+    /// The target's address; its family decides the outer (GRE) family.
+    pub address: IpAddr,
+    /// Relative weight (0..=65535, default 1); 0 = draining: no new flows.
+    pub weight: u32,
+}
+
+impl TargetConfig {
+    /// The key Maglev hashes for this target: its address as `std` prints it
+    /// (IPv6 in the RFC 5952 form).
+    pub fn maglev_key(&self) -> String {
+        self.address.to_string()
+    }
+}
+
+/// `vipa.distribution`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Distribution {
+    /// `"maglev"`: weighted Maglev consistent hashing ([`crate::maglev`]).
+    #[default]
+    Maglev,
+}
+
+/// A transport protocol a service is offered on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl L4Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            L4Protocol::Tcp => 6,
+            L4Protocol::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for L4Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            L4Protocol::Tcp => "tcp",
+            L4Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// A service of a VIPA: `tcp/443`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Service {
+    /// The transport protocol.
+    pub protocol: L4Protocol,
+    /// The destination port, 1..=65535.
+    pub port: u16,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.port)
+    }
+}
+
+/// Why a service string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceParseError {
+    /// Not `tcp/PORT` or `udp/PORT`.
+    #[error("is not a service; write \"tcp/PORT\" or \"udp/PORT\", e.g. \"tcp/443\"")]
+    Format,
+    /// The port is 0 or above 65535.
+    #[error("has a port out of range; use a port from 1 to 65535")]
+    Port,
+}
+
+impl FromStr for Service {
+    type Err = ServiceParseError;
+
+    /// Parses `tcp/80` or `udp/53` (lower case, decimal port 1..=65535).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (proto, port) = s.split_once('/').ok_or(ServiceParseError::Format)?;
+        let protocol = match proto {
+            "tcp" => L4Protocol::Tcp,
+            "udp" => L4Protocol::Udp,
+            _ => return Err(ServiceParseError::Format),
+        };
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ServiceParseError::Format);
+        }
+        match port.parse::<u16>() {
+            Ok(0) | Err(_) => Err(ServiceParseError::Port),
+            Ok(port) => Ok(Service { protocol, port }),
+        }
+    }
+}
+
+/// A MAC address, written `02:00:00:00:0a:01`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// The group (multicast / broadcast) bit is clear and the address is
+    /// not all zeros.
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0 && self.0 != [0; 6]
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+/// A string that is not six hexadecimal bytes separated by colons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("is not a MAC address; write six two-digit hexadecimal bytes separated by colons, e.g. \"02:00:00:00:0a:01\"")]
+pub struct MacParseError;
+
+impl FromStr for MacAddr {
+    type Err = MacParseError;
+
+    /// Parses six two-digit hexadecimal bytes separated by `:` (or all by
+    /// `-`), either case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let mut out = [0u8; 6];
+        let mut parts = s.split(sep);
+        for byte in &mut out {
+            let part = parts.next().ok_or(MacParseError)?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(MacParseError);
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| MacParseError)?;
+        }
+        if parts.next().is_some() {
+            return Err(MacParseError);
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Config {
+    /// Parses and checks `text`; `path` is only used to name the file in
+    /// errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Syntax`] for text that is not TOML,
+    /// [`ConfigError::Invalid`] for the first value that breaks the schema.
+    pub fn from_str_with_path(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        parse::parse(text, path)
+    }
+
+    /// Reads the file at `path`, then as [`Config::from_str_with_path`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] if the file cannot be read, otherwise as
+    /// [`Config::from_str_with_path`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str_with_path(&text, path)
+    }
+
+    /// The VIPA with this address, if configured.
+    pub fn vipa(&self, address: IpAddr) -> Option<&VipaConfig> {
+        self.vipas.iter().find(|v| v.address == address)
+    }
+}

@@ -1,0 +1,750 @@
+//! The schema: from the spanned tree to a checked [`Config`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::{AddressFamily, ConfigError, Location, Problem};
+use super::tree::{self, Item, Key, Value};
+use super::{
+    Config, Distribution, ForwarderConfig, MacAddr, NodeConfig, NotVipa, PortConfig, Service,
+    ServiceParseError, TargetConfig, VipaConfig, DEFAULT_BURST_SIZE, DEFAULT_FLOW_IDLE_TIMEOUT,
+    DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU, DEFAULT_WEIGHT, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6,
+    IPV6_MIN_MTU, MAX_BURST_SIZE, MAX_MTU, MAX_WEIGHT, MIN_MTU,
+};
+use crate::maglev::{self, DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE};
+
+const ROOT_KEYS: &[&str] = &["node", "forwarder", "port", "vipa"];
+const NODE_KEYS: &[&str] = &["name", "tunnel_source_v4", "tunnel_source_v6"];
+const FORWARDER_KEYS: &[&str] = &[
+    "flow_table_capacity",
+    "flow_idle_timeout",
+    "not_vipa",
+    "burst_size",
+];
+const PORT_KEYS: &[&str] = &["name", "mac", "mtu", "next_hop_mac"];
+const VIPA_KEYS: &[&str] = &[
+    "address",
+    "services",
+    "distribution",
+    "table_size",
+    "target",
+];
+const TARGET_KEYS: &[&str] = &["address", "weight"];
+
+/// Largest `flow_table_capacity` (2³⁰ flows per worker).
+const MAX_FLOW_TABLE_CAPACITY: i64 = 1 << 30;
+/// Largest `flow_idle_timeout`: one week, in seconds.
+const MAX_FLOW_IDLE_TIMEOUT: i64 = 7 * 24 * 3600;
+
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let ctx = Ctx::new(text, path);
+    let root = tree::parse(text).map_err(|e| ctx.syntax(&e))?;
+    let root = ctx.table(&root, String::new(), ROOT_KEYS)?;
+
+    let node =
+        match root.get("node") {
+            Some(item) => node(&ctx, item)?,
+            None => return Err(ctx.invalid(
+                0,
+                "node",
+                Problem::Missing {
+                    example:
+                        "a [node] table with name = \"fwd-a\" and tunnel_source_v4 = \"10.10.0.1\"",
+                },
+            )),
+        };
+    let forwarder = match root.get("forwarder") {
+        Some(item) => forwarder(&ctx, item)?,
+        None => ForwarderConfig::default(),
+    };
+
+    let mut ports = Vec::new();
+    let mut port_names: HashMap<String, usize> = HashMap::new();
+    let port_items = match root.get("port") {
+        Some(item) => ctx.array_of_tables(item, "port")?,
+        None => &[],
+    };
+    if port_items.is_empty() {
+        let at = root.get("port").map_or(0, |i| i.span.start);
+        return Err(ctx.invalid(at, "port", Problem::NoPorts));
+    }
+    // Where each port's MTU was written, for the MTU checks at the end.
+    let mut mtu_at = Vec::new();
+    for (i, item) in port_items.iter().enumerate() {
+        let (p, name_at, at) = port(&ctx, item, format!("port[{i}]"))?;
+        if let Some(&first) = port_names.get(&p.name) {
+            return Err(ctx.invalid(
+                name_at,
+                format!("port[{i}].name"),
+                Problem::DuplicatePortName {
+                    name: p.name,
+                    first_line: ctx.line(first),
+                },
+            ));
+        }
+        port_names.insert(p.name.clone(), name_at);
+        mtu_at.push(at);
+        ports.push(p);
+    }
+
+    let mut vipas = Vec::new();
+    let mut vipa_lines: HashMap<IpAddr, usize> = HashMap::new();
+    let vipa_items = match root.get("vipa") {
+        Some(item) => ctx.array_of_tables(item, "vipa")?,
+        None => &[],
+    };
+    for (i, item) in vipa_items.iter().enumerate() {
+        let (v, address_at) = vipa(&ctx, item, format!("vipa[{i}]"), &node)?;
+        if let Some(&first) = vipa_lines.get(&v.address) {
+            return Err(ctx.invalid(
+                address_at,
+                format!("vipa[{i}].address"),
+                Problem::DuplicateVipa {
+                    address: v.address,
+                    first_line: ctx.line(first),
+                },
+            ));
+        }
+        vipa_lines.insert(v.address, address_at);
+        vipas.push((v, address_at));
+    }
+
+    check_mtus(&ctx, &ports, &mtu_at, &vipas)?;
+
+    Ok(Config {
+        node,
+        forwarder,
+        ports,
+        vipas: vipas.into_iter().map(|(v, _)| v).collect(),
+    })
+}
+
+fn node(ctx: &Ctx<'_>, item: &Item) -> Result<NodeConfig, ConfigError> {
+    let t = ctx.table(item, "node".into(), NODE_KEYS)?;
+    let name = ctx.name(
+        t.require(ctx, "name", "name = \"fwd-a\"")?,
+        &t.field("name"),
+    )?;
+    let tunnel_source_v4 = match t.get("tunnel_source_v4") {
+        Some(i) => match ctx.address(i, &t.field("tunnel_source_v4"), AddressFamily::V4)? {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => unreachable!("family checked"),
+        },
+        None => None,
+    };
+    let tunnel_source_v6 = match t.get("tunnel_source_v6") {
+        Some(i) => match ctx.address(i, &t.field("tunnel_source_v6"), AddressFamily::V6)? {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => unreachable!("family checked"),
+        },
+        None => None,
+    };
+    Ok(NodeConfig {
+        name: name.to_owned(),
+        tunnel_source_v4,
+        tunnel_source_v6,
+    })
+}
+
+fn forwarder(ctx: &Ctx<'_>, item: &Item) -> Result<ForwarderConfig, ConfigError> {
+    let t = ctx.table(item, "forwarder".into(), FORWARDER_KEYS)?;
+    let flow_table_capacity = match t.get("flow_table_capacity") {
+        Some(i) => ctx.integer(
+            i,
+            &t.field("flow_table_capacity"),
+            4..=MAX_FLOW_TABLE_CAPACITY,
+        )? as usize,
+        None => DEFAULT_FLOW_TABLE_CAPACITY,
+    };
+    let flow_idle_timeout = match t.get("flow_idle_timeout") {
+        Some(i) => Duration::from_secs(ctx.integer(
+            i,
+            &t.field("flow_idle_timeout"),
+            1..=MAX_FLOW_IDLE_TIMEOUT,
+        )? as u64),
+        None => DEFAULT_FLOW_IDLE_TIMEOUT,
+    };
+    let not_vipa = match t.get("not_vipa") {
+        Some(i) => match ctx.choice(i, &t.field("not_vipa"), &["host", "drop"])? {
+            0 => NotVipa::Host,
+            _ => NotVipa::Drop,
+        },
+        None => NotVipa::Host,
+    };
+    let burst_size = match t.get("burst_size") {
+        Some(i) => ctx.integer(i, &t.field("burst_size"), 1..=MAX_BURST_SIZE as i64)? as usize,
+        None => DEFAULT_BURST_SIZE,
+    };
+    Ok(ForwarderConfig {
+        flow_table_capacity,
+        flow_idle_timeout,
+        not_vipa,
+        burst_size,
+    })
+}
+
+/// A port, the offset of its name and the offset of its MTU (or of its
+/// table when the MTU is the default).
+fn port(
+    ctx: &Ctx<'_>,
+    item: &Item,
+    field: String,
+) -> Result<(PortConfig, usize, usize), ConfigError> {
+    let t = ctx.table(item, field, PORT_KEYS)?;
+    let name_item = t.require(ctx, "name", "name = \"p0\"")?;
+    let name = ctx.name(name_item, &t.field("name"))?;
+    let mac = ctx.mac(
+        t.require(ctx, "mac", "mac = \"02:00:00:00:0a:01\"")?,
+        &t.field("mac"),
+    )?;
+    let (mtu, mtu_at) = match t.get("mtu") {
+        Some(i) => (
+            ctx.integer(i, &t.field("mtu"), MIN_MTU.into()..=MAX_MTU.into())? as u16,
+            i.span.start,
+        ),
+        None => (DEFAULT_MTU, item.span.start),
+    };
+    let next_hop_mac = ctx.mac(
+        t.require(ctx, "next_hop_mac", "next_hop_mac = \"02:00:00:00:0a:fe\"")?,
+        &t.field("next_hop_mac"),
+    )?;
+    Ok((
+        PortConfig {
+            name: name.to_owned(),
+            mac,
+            mtu,
+            next_hop_mac,
+        },
+        name_item.span.start,
+        mtu_at,
+    ))
+}
+
+/// A VIPA and the offset of its address.
+fn vipa(
+    ctx: &Ctx<'_>,
+    item: &Item,
+    field: String,
+    node: &NodeConfig,
+) -> Result<(VipaConfig, usize), ConfigError> {
+    let t = ctx.table(item, field, VIPA_KEYS)?;
+    let address_item = t.require(ctx, "address", "address = \"192.0.2.10\"")?;
+    let address = ctx.address(address_item, &t.field("address"), AddressFamily::Any)?;
+
+    // Services.
+    let services_field = t.field("services");
+    let service_items = match t.get("services") {
+        Some(i) => ctx.array(i, &services_field)?,
+        None => &[],
+    };
+    if service_items.is_empty() {
+        let at = t.get("services").map_or(item.span.start, |i| i.span.start);
+        return Err(ctx.invalid(at, services_field, Problem::NoService));
+    }
+    let mut services = Vec::new();
+    let mut service_lines: HashMap<Service, usize> = HashMap::new();
+    for (j, s) in service_items.iter().enumerate() {
+        let f = format!("{services_field}[{j}]");
+        let text = ctx.string(s, &f)?;
+        let service = text.parse::<Service>().map_err(|e| {
+            let value = text.to_owned();
+            ctx.invalid(
+                s.span.start,
+                f.clone(),
+                match e {
+                    ServiceParseError::Format => Problem::InvalidService { value },
+                    ServiceParseError::Port => Problem::ServicePortOutOfRange { value },
+                },
+            )
+        })?;
+        if let Some(&first) = service_lines.get(&service) {
+            return Err(ctx.invalid(
+                s.span.start,
+                f,
+                Problem::DuplicateService {
+                    service,
+                    first_line: ctx.line(first),
+                },
+            ));
+        }
+        service_lines.insert(service, s.span.start);
+        services.push(service);
+    }
+
+    let distribution = match t.get("distribution") {
+        Some(i) => {
+            ctx.choice(i, &t.field("distribution"), &["maglev"])?;
+            Distribution::Maglev
+        }
+        None => Distribution::Maglev,
+    };
+
+    let table_size_item = t.get("table_size");
+    let table_size = match table_size_item {
+        Some(i) => {
+            let m = ctx.integer(i, &t.field("table_size"), 2..=MAX_TABLE_SIZE as i64)? as u64;
+            if !maglev::is_prime(m) {
+                return Err(ctx.invalid(
+                    i.span.start,
+                    t.field("table_size"),
+                    Problem::TableSizeNotPrime {
+                        value: m,
+                        below: maglev::prime_below(m),
+                        above: maglev::prime_above(m).filter(|&p| p <= MAX_TABLE_SIZE),
+                    },
+                ));
+            }
+            m as u32
+        }
+        None => DEFAULT_TABLE_SIZE,
+    };
+
+    // Targets.
+    let target_field = t.field("target");
+    let target_items = match t.get("target") {
+        Some(i) => ctx.array_of_tables(i, &target_field)?,
+        None => &[],
+    };
+    if target_items.is_empty() {
+        let at = t.get("target").map_or(item.span.start, |i| i.span.start);
+        return Err(ctx.invalid(at, target_field, Problem::NoTargets));
+    }
+    let mut targets = Vec::new();
+    let mut target_lines: HashMap<IpAddr, usize> = HashMap::new();
+    for (j, ti) in target_items.iter().enumerate() {
+        let tt = ctx.table(ti, format!("{target_field}[{j}]"), TARGET_KEYS)?;
+        let a_item = tt.require(ctx, "address", "address = \"10.20.0.11\"")?;
+        let a_field = tt.field("address");
+        let a = ctx.address(a_item, &a_field, AddressFamily::Any)?;
+        if a == address {
+            return Err(ctx.invalid(
+                a_item.span.start,
+                a_field,
+                Problem::TargetIsVipa { address: a },
+            ));
+        }
+        if let Some(&first) = target_lines.get(&a) {
+            return Err(ctx.invalid(
+                a_item.span.start,
+                a_field,
+                Problem::DuplicateTarget {
+                    address: a,
+                    first_line: ctx.line(first),
+                },
+            ));
+        }
+        let missing = match a {
+            IpAddr::V4(_) if node.tunnel_source_v4.is_none() => Some(("IPv4", "tunnel_source_v4")),
+            IpAddr::V6(_) if node.tunnel_source_v6.is_none() => Some(("IPv6", "tunnel_source_v6")),
+            _ => None,
+        };
+        if let Some((family, key)) = missing {
+            return Err(ctx.invalid(
+                a_item.span.start,
+                a_field,
+                Problem::MissingTunnelSource {
+                    address: a,
+                    family,
+                    key,
+                },
+            ));
+        }
+        target_lines.insert(a, a_item.span.start);
+        let weight = match tt.get("weight") {
+            Some(w) => ctx.integer(w, &tt.field("weight"), 0..=MAX_WEIGHT.into())? as u32,
+            None => DEFAULT_WEIGHT,
+        };
+        targets.push(TargetConfig { address: a, weight });
+    }
+
+    if targets.len() as u64 > u64::from(table_size) {
+        let n = targets.len() as u64;
+        let suggestion = if n * 100 <= u64::from(DEFAULT_TABLE_SIZE) {
+            u64::from(DEFAULT_TABLE_SIZE)
+        } else {
+            maglev::prime_above(n * 100).unwrap_or(u64::from(DEFAULT_TABLE_SIZE))
+        };
+        return Err(ctx.invalid(
+            table_size_item.map_or(item.span.start, |i| i.span.start),
+            t.field("table_size"),
+            Problem::TableSizeTooSmall {
+                value: table_size.into(),
+                targets: targets.len(),
+                suggestion,
+            },
+        ));
+    }
+
+    Ok((
+        VipaConfig {
+            address,
+            services,
+            distribution,
+            table_size,
+            targets,
+        },
+        address_item.span.start,
+    ))
+}
+
+/// The IPv6 MTU rules of the module documentation.
+fn check_mtus(
+    ctx: &Ctx<'_>,
+    ports: &[PortConfig],
+    mtu_at: &[usize],
+    vipas: &[(VipaConfig, usize)],
+) -> Result<(), ConfigError> {
+    // The strictest requirement: (needed, reason).
+    let mut need: Option<(u16, String)> = None;
+    let mut require = |needed: u16, reason: String| {
+        if need.as_ref().is_none_or(|(n, _)| needed > *n) {
+            need = Some((needed, reason));
+        }
+    };
+    for (v, at) in vipas {
+        let line = ctx.line(*at);
+        if let Some(t) = v.targets.iter().find(|t| t.address.is_ipv6()) {
+            require(
+                IPV6_MIN_MTU,
+                format!(
+                    "target {} (line {line}) is IPv6, and every IPv6 link must carry {IPV6_MIN_MTU}-byte packets (RFC 8200 §5)",
+                    t.address
+                ),
+            );
+        }
+        if v.address.is_ipv6() {
+            let (overhead, outer) = if v.targets.iter().any(|t| t.address.is_ipv6()) {
+                (GRE_OVERHEAD_V6, "IPv6")
+            } else {
+                (GRE_OVERHEAD_V4, "IPv4")
+            };
+            require(
+                IPV6_MIN_MTU + overhead,
+                format!(
+                    "VIPA {} (line {line}) is IPv6, so a {IPV6_MIN_MTU}-byte IPv6 packet (the smallest a packet-too-big message may ask for, RFC 8200 §5) must fit after {overhead} bytes of outer {outer} and GRE headers",
+                    v.address
+                ),
+            );
+        }
+    }
+    if let Some((needed, reason)) = need {
+        for (i, (p, &at)) in ports.iter().zip(mtu_at).enumerate() {
+            if p.mtu < needed {
+                return Err(ctx.invalid(
+                    at,
+                    format!("port[{i}].mtu"),
+                    Problem::MtuTooSmall {
+                        mtu: p.mtu,
+                        needed,
+                        reason,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The text being parsed, to turn byte offsets into lines and build errors.
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
+}
+
+/// A table whose keys have been checked against the allowed ones.
+struct Table<'a> {
+    field: String,
+    entries: &'a [(Key, Item)],
+    /// Where the table starts: its header, or `{`.
+    start: usize,
+}
+
+impl<'a> Table<'a> {
+    fn get(&self, key: &str) -> Option<&'a Item> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, item)| item)
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.field)
+        }
+    }
+
+    /// The value of a required key; missing, the error points at the table.
+    fn require(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        example: &'static str,
+    ) -> Result<&'a Item, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| ctx.invalid(self.start, self.field(key), Problem::Missing { example }))
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn new(text: &'a str, path: &'a Path) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Ctx {
+            text,
+            path,
+            line_starts,
+        }
+    }
+
+    fn location(&self, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
+        Location {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.location(offset).line
+    }
+
+    fn invalid(&self, offset: usize, field: impl Into<String>, problem: Problem) -> ConfigError {
+        ConfigError::Invalid {
+            location: self.location(offset),
+            field: field.into(),
+            problem: Box::new(problem),
+        }
+    }
+
+    fn syntax(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map_or(0, |s| s.start);
+        let message = if e.message().contains("$__toml_private_datetime") {
+            "dates and times are not used in this configuration; quote the value if it is a string"
+                .to_owned()
+        } else {
+            e.message().trim().replace('\n', "; ")
+        };
+        ConfigError::Syntax {
+            location: self.location(offset),
+            message,
+        }
+    }
+
+    fn wrong_type(&self, item: &Item, field: &str, expected: &'static str) -> ConfigError {
+        self.invalid(
+            item.span.start,
+            field,
+            Problem::WrongType {
+                expected,
+                found: item.value.kind(),
+            },
+        )
+    }
+
+    /// A table whose keys are all in `allowed`.
+    fn table<'i>(
+        &self,
+        item: &'i Item,
+        field: String,
+        allowed: &'static [&'static str],
+    ) -> Result<Table<'i>, ConfigError> {
+        let Value::Table(entries) = &item.value else {
+            return Err(self.wrong_type(item, &field, "a table"));
+        };
+        let table = Table {
+            field,
+            entries,
+            start: item.span.start,
+        };
+        for (key, _) in entries {
+            if !allowed.contains(&key.name.as_str()) {
+                return Err(self.invalid(
+                    key.span.start,
+                    table.field(&key.name),
+                    Problem::UnknownKey {
+                        key: key.name.clone(),
+                        allowed,
+                        suggestion: closest(&key.name, allowed),
+                    },
+                ));
+            }
+        }
+        Ok(table)
+    }
+
+    fn array<'i>(&self, item: &'i Item, field: &str) -> Result<&'i [Item], ConfigError> {
+        match &item.value {
+            Value::Array(items) => Ok(items),
+            _ => Err(self.wrong_type(item, field, "an array")),
+        }
+    }
+
+    /// `[[name]]` tables (or an inline array of inline tables).
+    fn array_of_tables<'i>(&self, item: &'i Item, field: &str) -> Result<&'i [Item], ConfigError> {
+        match &item.value {
+            Value::Array(items) => Ok(items),
+            _ => Err(self.wrong_type(
+                item,
+                field,
+                "an array of tables (write the header with double brackets: [[…]])",
+            )),
+        }
+    }
+
+    fn string<'i>(&self, item: &'i Item, field: &str) -> Result<&'i str, ConfigError> {
+        match &item.value {
+            Value::String(s) => Ok(s),
+            _ => Err(self.wrong_type(item, field, "a string")),
+        }
+    }
+
+    fn name<'i>(&self, item: &'i Item, field: &str) -> Result<&'i str, ConfigError> {
+        let s = self.string(item, field)?;
+        if s.trim().is_empty() {
+            return Err(self.invalid(item.span.start, field, Problem::Empty));
+        }
+        Ok(s)
+    }
+
+    fn integer(
+        &self,
+        item: &Item,
+        field: &str,
+        range: RangeInclusive<i64>,
+    ) -> Result<i64, ConfigError> {
+        let Value::Integer(v) = item.value else {
+            return Err(self.wrong_type(item, field, "an integer"));
+        };
+        if !range.contains(&v) {
+            return Err(self.invalid(
+                item.span.start,
+                field,
+                Problem::OutOfRange {
+                    value: v,
+                    min: *range.start(),
+                    max: *range.end(),
+                },
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The index of the string among `choices`.
+    fn choice(
+        &self,
+        item: &Item,
+        field: &str,
+        choices: &'static [&'static str],
+    ) -> Result<usize, ConfigError> {
+        let s = self.string(item, field)?;
+        choices.iter().position(|c| *c == s).ok_or_else(|| {
+            self.invalid(
+                item.span.start,
+                field,
+                Problem::UnknownChoice {
+                    value: s.to_owned(),
+                    choices,
+                },
+            )
+        })
+    }
+
+    /// A unicast IP address of the given family.
+    fn address(
+        &self,
+        item: &Item,
+        field: &str,
+        family: AddressFamily,
+    ) -> Result<IpAddr, ConfigError> {
+        let s = self.string(item, field)?;
+        let parsed = match family {
+            AddressFamily::V4 => s.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+            AddressFamily::V6 => s.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+            AddressFamily::Any => s.parse::<IpAddr>().ok(),
+        };
+        let address = parsed.ok_or_else(|| {
+            self.invalid(
+                item.span.start,
+                field,
+                Problem::InvalidAddress {
+                    value: s.to_owned(),
+                    expected: family,
+                },
+            )
+        })?;
+        let reason = if address.is_unspecified() {
+            Some("an unspecified")
+        } else if address.is_multicast() {
+            Some("a multicast")
+        } else if address == IpAddr::V4(Ipv4Addr::BROADCAST) {
+            Some("the broadcast")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(self.invalid(
+                item.span.start,
+                field,
+                Problem::UnusableAddress { address, reason },
+            ));
+        }
+        Ok(address)
+    }
+
+    /// A unicast MAC address.
+    fn mac(&self, item: &Item, field: &str) -> Result<MacAddr, ConfigError> {
+        let s = self.string(item, field)?;
+        let mac = s.parse::<MacAddr>().map_err(|_| {
+            self.invalid(
+                item.span.start,
+                field,
+                Problem::InvalidMac {
+                    value: s.to_owned(),
+                },
+            )
+        })?;
+        if !mac.is_unicast() {
+            return Err(self.invalid(item.span.start, field, Problem::NotUnicastMac { mac }));
+        }
+        Ok(mac)
+    }
+}
+
+/// The allowed key within edit distance 2 of `key`, if any.
+fn closest(key: &str, allowed: &[&'static str]) -> Option<&'static str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,195 @@
+//! The shipped example parses to what it says, and defaults apply.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vipa_proto::config::{
+    Config, Distribution, ForwarderConfig, L4Protocol, MacAddr, NotVipa, Service, TargetConfig,
+};
+use vipa_proto::maglev::MaglevError;
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/vipa.toml")
+}
+
+fn svc(protocol: L4Protocol, port: u16) -> Service {
+    Service { protocol, port }
+}
+
+#[test]
+fn example_parses() {
+    let c = Config::load(&example_path()).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(c.node.name, "fwd-a");
+    assert_eq!(c.node.tunnel_source_v4, Some(Ipv4Addr::new(10, 10, 0, 1)));
+    assert_eq!(
+        c.node.tunnel_source_v6,
+        Some("fd00:10::1".parse::<Ipv6Addr>().unwrap())
+    );
+    assert_eq!(c.forwarder, ForwarderConfig::default());
+
+    assert_eq!(c.ports.len(), 1);
+    let p = &c.ports[0];
+    assert_eq!(p.name, "p0");
+    assert_eq!(p.mac, MacAddr([0x02, 0, 0, 0, 0x0a, 0x01]));
+    assert_eq!(p.mtu, 1500);
+    assert_eq!(p.next_hop_mac, MacAddr([0x02, 0, 0, 0, 0x0a, 0xfe]));
+
+    assert_eq!(c.vipas.len(), 2);
+    let services = vec![
+        svc(L4Protocol::Tcp, 80),
+        svc(L4Protocol::Tcp, 443),
+        svc(L4Protocol::Udp, 53),
+    ];
+    let v4 = &c.vipas[0];
+    assert_eq!(v4.address, IpAddr::from([192, 0, 2, 10]));
+    assert_eq!(v4.services, services);
+    assert_eq!(v4.distribution, Distribution::Maglev);
+    assert_eq!(v4.table_size, 65537);
+    assert_eq!(
+        v4.targets,
+        vec![
+            TargetConfig {
+                address: IpAddr::from([10, 20, 0, 11]),
+                weight: 1
+            },
+            TargetConfig {
+                address: IpAddr::from([10, 20, 0, 12]),
+                weight: 2
+            },
+            TargetConfig {
+                address: IpAddr::from([10, 20, 0, 13]),
+                weight: 1
+            },
+        ]
+    );
+    let v6 = c.vipa("2001:db8::10".parse().unwrap()).unwrap();
+    assert_eq!(v6.services, services);
+    assert_eq!(v6.table_size, 65537);
+    let addrs: Vec<String> = v6.targets.iter().map(|t| t.maglev_key()).collect();
+    assert_eq!(addrs, ["fd00:20::11", "fd00:20::12", "fd00:20::13"]);
+    assert_eq!(
+        c.node.tunnel_source_for(v6.targets[0].address),
+        Some("fd00:10::1".parse().unwrap())
+    );
+    assert_eq!(
+        c.node.tunnel_source_for(v4.targets[0].address),
+        Some(IpAddr::from([10, 10, 0, 1]))
+    );
+
+    // The Maglev tables build; shares follow the weights 1:2:1.
+    let t = v4.maglev_table().unwrap();
+    let counts = t.slot_counts(3);
+    assert_eq!(counts.iter().sum::<u32>(), 65537);
+    assert!(
+        (counts[1] as f64 / 65537.0 - 0.5).abs() < 0.01,
+        "{counts:?}"
+    );
+    assert!(v6.maglev_table().is_ok());
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let text = r#"
+[node]
+name = "n"
+tunnel_source_v6 = "fd00:10::1"
+
+[[port]]
+name = "eth0"
+mac = "02-00-00-00-0A-01"
+next_hop_mac = "02:00:00:00:0a:fe"
+
+[[vipa]]
+address = "2001:db8::10"
+services = ["udp/53"]
+target = [{ address = "fd00:20:0:0::11", weight = 0 }]
+"#;
+    let c = Config::from_str_with_path(text, Path::new("mem.toml")).unwrap();
+    assert_eq!(c.node.tunnel_source_v4, None);
+    assert_eq!(c.forwarder.flow_table_capacity, 1 << 20);
+    assert_eq!(c.forwarder.flow_idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.forwarder.not_vipa, NotVipa::Host);
+    assert_eq!(c.forwarder.burst_size, 32);
+    assert_eq!(c.ports[0].mtu, 1500);
+    assert_eq!(c.ports[0].mac.to_string(), "02:00:00:00:0a:01");
+    let v = &c.vipas[0];
+    assert_eq!(v.distribution, Distribution::Maglev);
+    assert_eq!(v.table_size, 65537);
+    // The key is the canonical spelling, whatever the file says.
+    assert_eq!(v.targets[0].maglev_key(), "fd00:20::11");
+    // Every target draining: no table, and the forwarder counts a drop.
+    assert_eq!(v.maglev_table(), Err(MaglevError::NoTargets));
+}
+
+#[test]
+fn forwarder_section() {
+    let text = r#"
+[node]
+name = "n"
+[forwarder]
+flow_table_capacity = 4
+flow_idle_timeout = 30
+not_vipa = "drop"
+burst_size = 64
+[[port]]
+name = "p0"
+mac = "02:00:00:00:0a:01"
+next_hop_mac = "02:00:00:00:0a:fe"
+mtu = 9000
+"#;
+    let c = Config::from_str_with_path(text, Path::new("mem.toml")).unwrap();
+    assert_eq!(
+        c.forwarder,
+        ForwarderConfig {
+            flow_table_capacity: 4,
+            flow_idle_timeout: Duration::from_secs(30),
+            not_vipa: NotVipa::Drop,
+            burst_size: 64,
+        }
+    );
+    assert_eq!(c.ports[0].mtu, 9000);
+    assert!(c.vipas.is_empty());
+}
+
+#[test]
+fn service_and_mac_text_forms() {
+    for s in ["tcp/1", "tcp/443", "udp/53", "udp/65535"] {
+        assert_eq!(s.parse::<Service>().unwrap().to_string(), s);
+    }
+    assert_eq!(L4Protocol::Tcp.number(), 6);
+    assert_eq!(L4Protocol::Udp.number(), 17);
+    let mac: MacAddr = "02:AB:cd:00:0a:01".parse().unwrap();
+    assert_eq!(mac.to_string(), "02:ab:cd:00:0a:01");
+    assert!(mac.is_unicast());
+    assert!(!MacAddr([0x01, 0, 0x5e, 0, 0, 1]).is_unicast());
+    assert!(!MacAddr::default().is_unicast());
+}
+
+#[test]
+fn example_file_is_the_documented_one() {
+    // docs/config.md quotes the example's keys; make sure both exist.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md"))
+            .unwrap();
+    for key in [
+        "tunnel_source_v4",
+        "tunnel_source_v6",
+        "flow_table_capacity",
+        "flow_idle_timeout",
+        "not_vipa",
+        "burst_size",
+        "next_hop_mac",
+        "mtu",
+        "services",
+        "distribution",
+        "table_size",
+        "weight",
+    ] {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/config.md lacks `{key}`"
+        );
+    }
+}
