@@ -1,0 +1,84 @@
+//! `vipa-forwarder`: the data plane binary. Parses arguments, calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vipa_forwarder::replay::{replay, ReplayOptions};
+use vipa_proto::config::Config;
+
+#[derive(Parser)]
+#[command(name = "vipa-forwarder", version, about = "vipa's data plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline over a capture: transmitted frames to --out, host frames to --host.
+    ///
+    /// Example: vipa-forwarder replay --config examples/vipa.toml --in in.pcap --out out.pcap --json
+    Replay {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Input capture (pcap, Ethernet link type).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output capture for frames the data plane transmits.
+        #[arg(long)]
+        out: PathBuf,
+        /// Output capture for frames handed to the host.
+        #[arg(long)]
+        host: Option<PathBuf>,
+        /// Configured port the capture arrives on (default: the first).
+        #[arg(long)]
+        port: Option<String>,
+        /// Print the counters as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vipa-forwarder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Replay {
+            config,
+            input,
+            out,
+            host,
+            port,
+            json,
+        } => {
+            let cfg = Config::load(&config)?;
+            let report = replay(
+                &cfg,
+                &ReplayOptions {
+                    input,
+                    output: out,
+                    host,
+                    port,
+                },
+            )
+            .context("replay failed")?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The packet path of DESIGN.md §4, one burst at a time.
+//!
+//! A burst goes through two passes, as in VPP's load-balancer node:
+//!
+//! 1. **classify** every frame: Ethernet (one 802.1Q tag) → ARP / IPv4 /
+//!    IPv6; answer what the node answers itself (ARP, neighbour solicitation,
+//!    echo) in place; hand non-VIPA traffic to the host; drop what is not
+//!    served; and for a VIPA flow compute its key hash and *prefetch* its
+//!    flow-table bucket;
+//! 2. **forward** the flows: by then the buckets are in cache; look the flow
+//!    up (flow table, then Maglev), check the MTU and encapsulate in GRE.
+//!
+//! Every frame ends in exactly one of three places — transmit, host, drop —
+//! and every host hand-off and drop increments a named [`Counter`]. Nothing
+//! here allocates, locks, formats or logs.
+
+mod encap;
+mod reply;
+
+use std::sync::Arc;
+
+use vipa_proto::flowkey::FlowKey;
+use vipa_proto::wire::{ethernet, icmpv4, icmpv6, ipv4, ipv6, EtherType};
+
+use crate::buf::PacketBuffer;
+use crate::counters::{Counter, Counters};
+use crate::flow::{FlowTable, Inserted};
+use crate::port::{Burst, MAX_BURST};
+use crate::tables::Tables;
+
+/// Where the pipeline puts frames: the worker sends them on.
+pub struct Outputs<B> {
+    /// Frames to transmit on the queue they came from.
+    pub tx: Burst<B>,
+    /// Frames for the host's network stack.
+    pub host: Burst<B>,
+    /// Frames to free.
+    pub drop: Burst<B>,
+}
+
+impl<B> Outputs<B> {
+    /// Empty outputs.
+    pub fn new() -> Self {
+        Outputs {
+            tx: Burst::new(),
+            host: Burst::new(),
+            drop: Burst::new(),
+        }
+    }
+}
+
+impl<B> Default for Outputs<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The fate of one frame.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    /// Transmit (encapsulated, or a reply built in place).
+    Tx,
+    /// Hand to the host; the counter says why.
+    Host(Counter),
+    /// Drop; the counter says why.
+    Drop(Counter),
+}
+
+/// What pass 1 learned about a VIPA flow packet, for pass 2.
+#[derive(Clone, Copy, Debug)]
+struct FlowMeta {
+    hash: u64,
+    vipa: u16,
+    /// Ethernet header length (14, or 18 with an 802.1Q tag).
+    l2_len: u8,
+    /// The inner packet is IPv6.
+    v6: bool,
+    /// Create a flow-table entry on a miss (false for ICMP errors: an error
+    /// about a flow is not a flow).
+    create: bool,
+    /// The packet is an ICMP error about the flow (counted as such once forwarded).
+    icmp_error: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pass1 {
+    Done(Verdict),
+    Flow(FlowMeta),
+}
+
+/// A worker's pipeline state.
+pub struct Pipeline {
+    /// The worker's flow table.
+    pub flows: FlowTable,
+    /// The worker's counters.
+    pub counters: Counters,
+    /// The tables in use.
+    pub tables: Arc<Tables>,
+    /// IPv4 identification for outer headers without DF.
+    ident: u16,
+}
+
+impl Pipeline {
+    /// A pipeline with an empty flow table sized by `tables`.
+    pub fn new(tables: Arc<Tables>) -> Self {
+        Pipeline {
+            flows: FlowTable::new(tables.flow_table_capacity, tables.flow_idle_timeout),
+            counters: Counters::new(tables.targets.len()),
+            tables,
+            ident: 0,
+        }
+    }
+
+    /// Runs a burst received on `port` through the pipeline; `rx` is left
+    /// empty, every frame is in one of `out`'s bursts.
+    #[inline]
+    pub fn process_burst<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        rx: &mut Burst<B>,
+        now: u32,
+        out: &mut Outputs<B>,
+    ) {
+        let mut pass1 = [Pass1::Done(Verdict::Tx); MAX_BURST];
+        for (i, buf) in rx.iter_mut().enumerate() {
+            self.counters.inc(Counter::RxPackets);
+            self.counters.add(Counter::RxBytes, buf.len() as u64);
+            let p = self.classify(port, buf);
+            if let Pass1::Flow(m) = p {
+                self.flows.prefetch(m.hash);
+            }
+            pass1[i] = p;
+        }
+        for (i, mut buf) in rx.drain(..).enumerate() {
+            let verdict = match pass1[i] {
+                Pass1::Done(v) => v,
+                Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
+            };
+            match verdict {
+                Verdict::Tx => out.tx.push(buf),
+                Verdict::Host(c) => {
+                    self.counters.inc(c);
+                    out.host.push(buf);
+                }
+                Verdict::Drop(c) => {
+                    self.counters.inc(c);
+                    out.drop.push(buf);
+                }
+            }
+        }
+    }
+
+    /// Runs one frame through both passes (slow path for tests and tools).
+    pub fn process_one<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Verdict {
+        self.counters.inc(Counter::RxPackets);
+        self.counters.add(Counter::RxBytes, buf.len() as u64);
+        let verdict = match self.classify(port, buf) {
+            Pass1::Done(v) => v,
+            Pass1::Flow(m) => self.forward(port, buf, m, now),
+        };
+        match verdict {
+            Verdict::Host(c) | Verdict::Drop(c) => self.counters.inc(c),
+            Verdict::Tx => {}
+        }
+        verdict
+    }
+
+    /// Pass 1: decide what the frame is; answer or hand off what is not a flow.
+    #[inline]
+    fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B) -> Pass1 {
+        let data = buf.data();
+        let Ok(eth) = ethernet::Packet::new_checked(data) else {
+            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+        };
+        let l2_len = eth.header_len();
+        match eth.payload_ethertype() {
+            EtherType::Ipv4 => self.classify_v4(port, buf, l2_len),
+            EtherType::Ipv6 => self.classify_v6(port, buf, l2_len),
+            EtherType::Arp => Pass1::Done(reply::arp(
+                &self.tables,
+                port,
+                buf,
+                l2_len,
+                &mut self.counters,
+            )),
+            EtherType::Vlan => Pass1::Done(Verdict::Drop(Counter::DropVlanStacked)),
+            _ => Pass1::Done(Verdict::Host(Counter::HostOtherEthertype)),
+        }
+    }
+
+    #[inline]
+    fn not_vipa(&self) -> Pass1 {
+        Pass1::Done(if self.tables.not_vipa_to_host {
+            Verdict::Host(Counter::HostNotVipa)
+        } else {
+            Verdict::Drop(Counter::DropNotVipa)
+        })
+    }
+
+    #[inline]
+    fn classify_v4<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, l2_len: usize) -> Pass1 {
+        let data = buf.data();
+        let Ok(ip) = ipv4::Packet::new_checked(&data[l2_len..]) else {
+            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+        };
+        if ip.version() != 4 {
+            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+        }
+        let dst = ip.dst_addr().octets();
+        let Some(vipa) = self.tables.vipa_v4(&dst) else {
+            return self.not_vipa();
+        };
+        if ip.has_options() {
+            return Pass1::Done(Verdict::Drop(Counter::DropIpv4Options));
+        }
+        if ip.is_fragment() {
+            return Pass1::Done(Verdict::Drop(Counter::DropIpv4Fragment));
+        }
+        let src = ip.src_addr().octets();
+        let proto = ip.next_header();
+        let payload = ip.payload();
+        match proto {
+            PROTO_TCP | PROTO_UDP => {
+                let Some((sport, dport)) = ports(proto, payload) else {
+                    return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+                };
+                if !self.tables.vipas[vipa as usize].serves(proto, dport) {
+                    return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
+                }
+                let hash = FlowKey::v4(src, dst, proto, sport, dport).hash();
+                Pass1::Flow(FlowMeta {
+                    hash,
+                    vipa,
+                    l2_len: l2_len as u8,
+                    v6: false,
+                    create: true,
+                    icmp_error: false,
+                })
+            }
+            PROTO_ICMP => {
+                let Ok(icmp) = icmpv4::Packet::new_checked(payload) else {
+                    return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+                };
+                match icmp.msg_type() {
+                    icmpv4::Message::EchoRequest => Pass1::Done(reply::echo_v4(
+                        &self.tables,
+                        port,
+                        buf,
+                        l2_len,
+                        &mut self.counters,
+                    )),
+                    m if m.is_error() => match quoted_flow_v4(icmp.data(), &dst) {
+                        Some((qproto, client, cport, vport))
+                            if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
+                        {
+                            let hash = FlowKey::v4(client, dst, qproto, cport, vport).hash();
+                            Pass1::Flow(FlowMeta {
+                                hash,
+                                vipa,
+                                l2_len: l2_len as u8,
+                                v6: false,
+                                create: false,
+                                icmp_error: true,
+                            })
+                        }
+                        _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
+                    },
+                    _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
+                }
+            }
+            _ => Pass1::Done(Verdict::Drop(Counter::DropVipaProtocol)),
+        }
+    }
+
+    #[inline]
+    fn classify_v6<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, l2_len: usize) -> Pass1 {
+        let data = buf.data();
+        let Ok(ip) = ipv6::Packet::new_checked(&data[l2_len..]) else {
+            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+        };
+        if ip.version() != 6 {
+            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+        }
+        let proto = ip.next_header();
+        let payload = ip.payload();
+        // Neighbour discovery goes to solicited-node multicast addresses, not
+        // to the VIPA: look at it before the destination check.
+        if proto == PROTO_ICMPV6
+            && payload.len() >= 4
+            && (ND_FIRST_TYPE..=ND_LAST_TYPE).contains(&payload[0])
+        {
+            return Pass1::Done(reply::neighbor(
+                &self.tables,
+                port,
+                buf,
+                l2_len,
+                &mut self.counters,
+            ));
+        }
+        let dst = ip.dst_addr().octets();
+        let Some(vipa) = self.tables.vipa_v6(&dst) else {
+            return self.not_vipa();
+        };
+        let src = ip.src_addr().octets();
+        match proto {
+            PROTO_TCP | PROTO_UDP => {
+                let Some((sport, dport)) = ports(proto, payload) else {
+                    return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+                };
+                if !self.tables.vipas[vipa as usize].serves(proto, dport) {
+                    return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
+                }
+                let hash = FlowKey::v6(src, dst, proto, sport, dport).hash();
+                Pass1::Flow(FlowMeta {
+                    hash,
+                    vipa,
+                    l2_len: l2_len as u8,
+                    v6: true,
+                    create: true,
+                    icmp_error: false,
+                })
+            }
+            PROTO_ICMPV6 => {
+                let Ok(icmp) = icmpv6::Packet::new_checked(payload) else {
+                    return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+                };
+                match icmp.msg_type() {
+                    icmpv6::Message::EchoRequest => Pass1::Done(reply::echo_v6(
+                        &self.tables,
+                        port,
+                        buf,
+                        l2_len,
+                        &mut self.counters,
+                    )),
+                    m if m.is_error() => match quoted_flow_v6(icmp.data(), &dst) {
+                        Some((qproto, client, cport, vport))
+                            if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
+                        {
+                            let hash = FlowKey::v6(client, dst, qproto, cport, vport).hash();
+                            Pass1::Flow(FlowMeta {
+                                hash,
+                                vipa,
+                                l2_len: l2_len as u8,
+                                v6: true,
+                                create: false,
+                                icmp_error: true,
+                            })
+                        }
+                        _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
+                    },
+                    _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
+                }
+            }
+            PROTO_IPV6_FRAGMENT => Pass1::Done(Verdict::Drop(Counter::DropIpv6Fragment)),
+            h if is_ipv6_extension(h) => Pass1::Done(Verdict::Drop(Counter::DropIpv6ExtHeader)),
+            _ => Pass1::Done(Verdict::Drop(Counter::DropVipaProtocol)),
+        }
+    }
+
+    /// Pass 2: find the flow's target and encapsulate.
+    #[inline]
+    fn forward<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        m: FlowMeta,
+        now: u32,
+    ) -> Verdict {
+        let target = match self.flows.lookup(m.hash, now) {
+            Some(t) => {
+                self.counters.inc(Counter::FlowTableHits);
+                t
+            }
+            None => {
+                let Some(t) = self.tables.vipas[m.vipa as usize].maglev_target(m.hash) else {
+                    return Verdict::Drop(Counter::DropNoTarget);
+                };
+                self.counters.inc(Counter::MaglevLookups);
+                if m.create {
+                    if self.flows.insert(m.hash, t, now) == Inserted::Evicted {
+                        self.counters.inc(Counter::FlowsEvicted);
+                    }
+                    self.counters.inc(Counter::FlowsCreated);
+                    if let Some(tc) = self.counters.targets.get_mut(t as usize) {
+                        tc.flows += 1;
+                    }
+                }
+                t
+            }
+        };
+        let verdict = encap::encapsulate(
+            &self.tables,
+            port,
+            buf,
+            m.l2_len as usize,
+            m.v6,
+            target,
+            m.hash,
+            &mut self.ident,
+            &mut self.counters,
+        );
+        if verdict == Verdict::Tx && m.icmp_error {
+            self.counters.inc(Counter::IcmpErrorsForwarded);
+        }
+        verdict
+    }
+}
+
+const PROTO_ICMP: u8 = 1;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ICMPV6: u8 = 58;
+const PROTO_IPV6_FRAGMENT: u8 = 44;
+/// Neighbour discovery message types: router solicitation (133) to
+/// redirect (137), RFC 4861 §4.
+const ND_FIRST_TYPE: u8 = 133;
+const ND_LAST_TYPE: u8 = 137;
+
+/// IPv6 extension headers (RFC 8200 §4 and the IANA registry) other than the
+/// fragment header: vipa does not walk the chain (documented limit).
+#[inline]
+fn is_ipv6_extension(h: u8) -> bool {
+    matches!(h, 0 | 43 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254)
+}
+
+/// Source and destination port of a TCP or UDP header, when the header is whole.
+#[inline]
+fn ports(proto: u8, l4: &[u8]) -> Option<(u16, u16)> {
+    let min = if proto == PROTO_TCP { 20 } else { 8 };
+    if l4.len() < min {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+    ))
+}
+
+/// The flow an ICMPv4 error is about: the quoted packet went from the VIPA
+/// (`vipa`) to a client, so the flow is the quote's tuple reversed.
+/// Returns (protocol, client address, client port, VIPA port).
+///
+/// RFC 792: the data of an error is "the internet header plus the first 64
+/// bits of the original datagram's data" — exactly enough for both ports.
+#[inline]
+fn quoted_flow_v4(quote: &[u8], vipa: &[u8; 4]) -> Option<(u8, [u8; 4], u16, u16)> {
+    if quote.len() < ipv4::HEADER_LEN {
+        return None;
+    }
+    // The quote is truncated, so its total length does not match its size:
+    // read it unchecked, after the length test above and the one below.
+    let q = ipv4::Packet::new_unchecked(quote);
+    let hl = q.header_len();
+    if q.version() != 4 || hl < ipv4::HEADER_LEN || quote.len() < hl + 4 {
+        return None;
+    }
+    if q.src_addr().octets() != *vipa {
+        return None;
+    }
+    let proto = q.next_header();
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    let l4 = &quote[hl..];
+    let vport = u16::from_be_bytes([l4[0], l4[1]]);
+    let cport = u16::from_be_bytes([l4[2], l4[3]]);
+    Some((proto, q.dst_addr().octets(), cport, vport))
+}
+
+/// The flow an ICMPv6 error is about (see [`quoted_flow_v4`]).
+///
+/// RFC 4443 §3.1: the error carries "as much of invoking packet as possible
+/// without the ICMPv6 packet exceeding the minimum IPv6 MTU".
+#[inline]
+fn quoted_flow_v6(quote: &[u8], vipa: &[u8; 16]) -> Option<(u8, [u8; 16], u16, u16)> {
+    if quote.len() < ipv6::HEADER_LEN + 4 {
+        return None;
+    }
+    let q = ipv6::Packet::new_unchecked(quote);
+    if q.version() != 6 || q.src_addr().octets() != *vipa {
+        return None;
+    }
+    let proto = q.next_header();
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    let l4 = &quote[ipv6::HEADER_LEN..];
+    let vport = u16::from_be_bytes([l4[0], l4[1]]);
+    let cport = u16::from_be_bytes([l4[2], l4[3]]);
+    Some((proto, q.dst_addr().octets(), cport, vport))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_need_a_whole_header() {
+        assert_eq!(
+            ports(PROTO_UDP, &[0, 53, 0, 80, 0, 8, 0, 0]),
+            Some((53, 80))
+        );
+        assert_eq!(ports(PROTO_UDP, &[0, 53, 0, 80]), None);
+        assert_eq!(ports(PROTO_TCP, &[0; 19]), None);
+    }
+
+    #[test]
+    fn quoted_v4_flow_is_reversed() {
+        let mut q = [0u8; 28];
+        q[0] = 0x45;
+        q[9] = 6;
+        q[12..16].copy_from_slice(&[192, 0, 2, 10]);
+        q[16..20].copy_from_slice(&[198, 51, 100, 7]);
+        q[20..22].copy_from_slice(&443u16.to_be_bytes());
+        q[22..24].copy_from_slice(&40000u16.to_be_bytes());
+        assert_eq!(
+            quoted_flow_v4(&q, &[192, 0, 2, 10]),
+            Some((6, [198, 51, 100, 7], 40000, 443))
+        );
+        assert_eq!(quoted_flow_v4(&q, &[192, 0, 2, 11]), None);
+        assert_eq!(quoted_flow_v4(&q[..23], &[192, 0, 2, 10]), None);
+    }
+}

@@ -1,0 +1,43 @@
+//! Ports: where frames come from and go to.
+//!
+//! A worker owns one queue of every port; [`PortQueue`] is that queue. The
+//! worker is generic over it, so the in-memory ring of the tests and
+//! benchmarks, the capture replay and (in later backends) DPDK, AF_XDP and
+//! AF_PACKET all run the very same pipeline code.
+
+pub mod mem;
+pub mod pcap;
+
+use arrayvec::ArrayVec;
+
+use crate::buf::PacketBuffer;
+
+/// The most frames moved by one burst call.
+pub const MAX_BURST: usize = 64;
+
+/// A burst of frames: a fixed array on the stack, never allocated.
+pub type Burst<B> = ArrayVec<B, MAX_BURST>;
+
+/// One queue of one port, owned by one worker.
+pub trait PortQueue {
+    /// The buffer type of this backend.
+    type Buf: PacketBuffer;
+
+    /// Receives up to `max` frames (at most `out.remaining_capacity()`) into `out`; returns how many.
+    fn rx_burst(&mut self, out: &mut Burst<Self::Buf>, max: usize) -> usize;
+
+    /// Transmits the frames in `frames`, removing the ones sent from the
+    /// front; frames left in `frames` were not sent (ring full) and the caller
+    /// frees and counts them.
+    fn tx_burst(&mut self, frames: &mut Burst<Self::Buf>);
+
+    /// Hands frames to the host's network stack (the exception path), removing
+    /// the ones taken; what is left was not taken and is freed and counted.
+    fn to_host(&mut self, frames: &mut Burst<Self::Buf>);
+
+    /// Gives a buffer back to the backend's pool.
+    #[inline]
+    fn free(&mut self, buf: Self::Buf) {
+        drop(buf);
+    }
+}

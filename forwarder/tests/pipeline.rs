@@ -1,0 +1,413 @@
+//! The pipeline's behaviour, path by path, through the in-memory port and
+//! the real worker: what comes out, and which counter moved.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use common::*;
+use vipa_forwarder::counters::Counter;
+use vipa_proto::build::ip_packet;
+use vipa_proto::wire::{
+    arp, ethernet, gre, icmpv4, icmpv6, ipv4, ipv6, tcp::flags, EtherType, EthernetAddress,
+};
+
+fn outer_v4(frame: &[u8]) -> (ethernet::Repr, ipv4::Packet<&[u8]>) {
+    let eth = ethernet::Packet::new_checked(frame).unwrap();
+    let e = ethernet::Repr::parse(&eth).unwrap();
+    let ip = ipv4::Packet::new_checked(&frame[e.header_len()..]).unwrap();
+    (e, ip)
+}
+
+#[test]
+fn tcp_to_vipa_is_gre_encapsulated_with_the_header_policy() {
+    let mut w = worker();
+    let mut b = builder();
+    b.dscp = 46;
+    b.ecn = 1;
+    let input = b.tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::SYN, b"hello");
+    let out = send(&mut w, 0, &input);
+    assert_eq!(out.tx.len(), 1);
+    let frame = &out.tx[0];
+    let (e, ip) = outer_v4(frame);
+    assert_eq!(e.src, PORT_MAC);
+    assert_eq!(e.dst, ROUTER_MAC);
+    assert_eq!(e.ethertype, EtherType::Ipv4);
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.hop_limit(), 64);
+    assert_eq!(ip.next_header(), 47);
+    assert_eq!(ip.dscp(), 46);
+    assert_eq!(ip.ecn(), 1);
+    assert!(ip.dont_frag());
+    assert_eq!(ip.src_addr(), Ipv4Addr::new(10, 10, 0, 1));
+    assert!([11u8, 12, 13].contains(&ip.dst_addr().octets()[3]));
+    let g = gre::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(g.header_len(), 4);
+    assert_eq!(g.protocol_type(), EtherType::Ipv4);
+    assert_eq!(
+        g.payload(),
+        ip_packet(&input),
+        "inner packet byte-identical"
+    );
+    assert_eq!(w.counters().get(Counter::Forwarded), 1);
+    assert_eq!(w.counters().get(Counter::FlowsCreated), 1);
+
+    // The next packet of the flow hits the flow table and goes to the same target.
+    let next = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::ACK, b"more");
+    let out2 = send(&mut w, 0, &next);
+    let (_, ip2) = outer_v4(&out2.tx[0]);
+    assert_eq!(ip2.dst_addr(), ip.dst_addr());
+    assert_eq!(w.counters().get(Counter::FlowTableHits), 1);
+}
+
+#[test]
+fn df_clear_inner_gives_df_clear_outer_with_an_ident() {
+    let mut w = worker();
+    let mut b = builder();
+    b.dont_frag = false;
+    let input = b.udp(v4(CLIENT4), v4(VIPA4), 5000, 53, b"q");
+    let out = send(&mut w, 0, &input);
+    let (_, ip) = outer_v4(&out.tx[0]);
+    assert!(!ip.dont_frag());
+    assert_ne!(ip.ident(), 0);
+}
+
+#[test]
+fn ipv6_flow_gets_an_ipv6_outer_header() {
+    let mut w = worker();
+    let mut b = builder();
+    b.dscp = 10;
+    b.ecn = 2;
+    let input = b.udp(v6(client6()), v6(vipa6()), 5353, 53, b"query");
+    let out = send(&mut w, 0, &input);
+    assert_eq!(out.tx.len(), 1);
+    let frame = &out.tx[0];
+    let eth = ethernet::Packet::new_checked(&frame[..]).unwrap();
+    assert_eq!(eth.ethertype(), EtherType::Ipv6);
+    let ip = ipv6::Packet::new_checked(&frame[14..]).unwrap();
+    assert_eq!(ip.next_header(), 47);
+    assert_eq!(ip.hop_limit(), 64);
+    assert_eq!(ip.traffic_class(), (10 << 2) | 2);
+    assert_eq!(
+        ip.src_addr(),
+        "fd00:10::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let g = gre::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(g.protocol_type(), EtherType::Ipv6);
+    assert_eq!(g.payload(), ip_packet(&input));
+}
+
+#[test]
+fn ipv4_vipa_with_ipv6_target_uses_an_ipv6_outer_header() {
+    let mut w = worker();
+    let input = builder().tcp(
+        v4(CLIENT4),
+        v4(Ipv4Addr::new(192, 0, 2, 20)),
+        1234,
+        80,
+        flags::SYN,
+        &[],
+    );
+    let out = send(&mut w, 0, &input);
+    let ip = ipv6::Packet::new_checked(&out.tx[0][14..]).unwrap();
+    assert_eq!(
+        ip.dst_addr(),
+        "fd00:20::21".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let g = gre::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(g.protocol_type(), EtherType::Ipv4);
+    assert_eq!(g.payload(), ip_packet(&input));
+}
+
+#[test]
+fn arp_request_for_vipa_is_answered_from_the_ingress_port_mac() {
+    let mut w = worker();
+    let req = builder().arp_request(Ipv4Addr::new(192, 0, 2, 1), VIPA4);
+    for (port, mac) in [(0usize, [2, 0, 0, 0, 0x0a, 1]), (1, [2, 0, 0, 0, 0x0b, 1])] {
+        let out = send(&mut w, port, &req);
+        assert_eq!(out.tx.len(), 1, "port {port}");
+        let f = &out.tx[0];
+        let eth = ethernet::Packet::new_checked(&f[..]).unwrap();
+        assert_eq!(eth.src_addr(), EthernetAddress(mac));
+        assert_eq!(eth.dst_addr(), ROUTER_MAC);
+        let a = arp::Repr::parse(&arp::Packet::new_checked(&f[14..]).unwrap()).unwrap();
+        assert_eq!(a.operation, arp::Operation::Reply);
+        assert_eq!(a.source_hardware_addr, EthernetAddress(mac));
+        assert_eq!(a.source_protocol_addr, VIPA4);
+        assert_eq!(a.target_hardware_addr, ROUTER_MAC);
+        assert_eq!(a.target_protocol_addr, Ipv4Addr::new(192, 0, 2, 1));
+    }
+    assert_eq!(w.counters().get(Counter::ArpReplies), 2);
+    let other = builder().arp_request(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 99));
+    let out = send(&mut w, 0, &other);
+    assert_eq!(out.host.len(), 1);
+    assert_eq!(w.counters().get(Counter::HostArp), 1);
+}
+
+#[test]
+fn neighbor_solicitation_for_vipa_gets_an_advertisement() {
+    let mut w = worker();
+    let ns = builder().neighbor_solicit(client6(), vipa6());
+    let out = send(&mut w, 0, &ns);
+    assert_eq!(
+        out.host.len(),
+        0,
+        "counters: {:?}",
+        w.counters().nonzero().collect::<Vec<_>>()
+    );
+    assert_eq!(out.tx.len(), 1);
+    let f = &out.tx[0];
+    let eth = ethernet::Packet::new_checked(&f[..]).unwrap();
+    assert_eq!(eth.src_addr(), PORT_MAC);
+    assert_eq!(eth.dst_addr(), ROUTER_MAC);
+    let ip = ipv6::Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!(ip.hop_limit(), 255);
+    assert_eq!(ip.src_addr(), vipa6());
+    assert_eq!(ip.dst_addr(), client6());
+    let icmp = icmpv6::Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+    match icmpv6::Repr::parse(&icmp).unwrap() {
+        icmpv6::Repr::NeighborAdvert {
+            router_flag,
+            solicited_flag,
+            override_flag,
+            target_addr,
+            lladdr,
+        } => {
+            assert!(!router_flag && solicited_flag && override_flag);
+            assert_eq!(target_addr, vipa6());
+            assert_eq!(lladdr, Some(PORT_MAC));
+        }
+        other => panic!("not an NA: {other:?}"),
+    }
+    // Duplicate address detection (unspecified source) → all-nodes, S = 0.
+    let dad = builder().neighbor_solicit(std::net::Ipv6Addr::UNSPECIFIED, vipa6());
+    let out = send(&mut w, 0, &dad);
+    let ip = ipv6::Packet::new_checked(&out.tx[0][14..]).unwrap();
+    assert_eq!(
+        ip.dst_addr(),
+        "ff02::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    let icmp = icmpv6::Packet::new_checked(ip.payload()).unwrap();
+    assert!(!icmp.solicited_flag());
+    assert_eq!(w.counters().get(Counter::NeighborAdverts), 2);
+}
+
+#[test]
+fn echo_requests_are_answered_from_the_vipa() {
+    let mut w = worker();
+    let ping = builder().icmpv4_echo_request(CLIENT4, VIPA4, 7, 9, b"abcdefgh");
+    let out = send(&mut w, 0, &ping);
+    let (e, ip) = outer_v4(&out.tx[0]);
+    assert_eq!(e.dst, ROUTER_MAC);
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.src_addr(), VIPA4);
+    assert_eq!(ip.dst_addr(), CLIENT4);
+    let icmp = icmpv4::Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!(
+        icmpv4::Repr::parse(&icmp).unwrap(),
+        icmpv4::Repr::EchoReply {
+            ident: 7,
+            seq_no: 9,
+            data_len: 8
+        }
+    );
+    assert_eq!(icmp.data(), b"abcdefgh");
+
+    let ping6 = builder().icmpv6_echo_request(client6(), vipa6(), 7, 9, b"abc");
+    let out = send(&mut w, 0, &ping6);
+    let ip = ipv6::Packet::new_checked(&out.tx[0][14..]).unwrap();
+    assert_eq!(ip.src_addr(), vipa6());
+    let icmp = icmpv6::Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+    assert_eq!(icmp.msg_type(), icmpv6::Message::EchoReply);
+    assert_eq!(w.counters().get(Counter::EchoReplies), 2);
+
+    // A corrupted echo request is dropped, not answered.
+    let mut bad = ping.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let out = send(&mut w, 0, &bad);
+    assert!(out.tx.is_empty());
+    assert_eq!(w.counters().get(Counter::DropIcmpChecksum), 1);
+}
+
+#[test]
+fn icmp_error_about_a_flow_goes_to_the_flows_target() {
+    let mut w = worker();
+    let syn = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 443, flags::SYN, &[]);
+    let first = send(&mut w, 0, &syn);
+    let (_, ip) = outer_v4(&first.tx[0]);
+    let target = ip.dst_addr();
+    // The target's reply (VIPA:443 → client) was too big somewhere.
+    let reply = builder().tcp(v4(VIPA4), v4(CLIENT4), 443, 40000, flags::ACK, &[0; 1400]);
+    let err = builder().icmpv4_frag_needed(
+        Ipv4Addr::new(203, 0, 113, 1),
+        VIPA4,
+        1400,
+        &ip_packet(&reply)[..28],
+    );
+    let out = send(&mut w, 0, &err);
+    assert_eq!(out.tx.len(), 1);
+    let (_, eip) = outer_v4(&out.tx[0]);
+    assert_eq!(eip.dst_addr(), target);
+    assert_eq!(
+        gre::Packet::new_checked(eip.payload()).unwrap().payload(),
+        ip_packet(&err)
+    );
+    assert_eq!(w.counters().get(Counter::IcmpErrorsForwarded), 1);
+    assert_eq!(
+        w.counters().get(Counter::FlowsCreated),
+        1,
+        "an error is not a flow"
+    );
+}
+
+#[test]
+fn too_big_with_df_bounces_frag_needed_with_the_tunnel_mtu() {
+    let mut w = worker();
+    let big = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::ACK, &[0x55; 1460]);
+    let out = send(&mut w, 0, &big);
+    assert_eq!(out.tx.len(), 1);
+    let (e, ip) = outer_v4(&out.tx[0]);
+    assert_eq!(e.dst, ROUTER_MAC);
+    assert_eq!(ip.src_addr(), VIPA4);
+    assert_eq!(ip.dst_addr(), CLIENT4);
+    assert!(ip.verify_checksum());
+    assert!(ip.total_len() as usize <= 576);
+    let icmp = icmpv4::Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum());
+    assert_eq!(icmp.msg_type(), icmpv4::Message::DstUnreachable);
+    assert_eq!(icmp.code(), 4);
+    assert_eq!(icmp.next_hop_mtu(), 1500 - 24);
+    assert_eq!(icmp.data(), &ip_packet(&big)[..icmp.data().len()]);
+    assert_eq!(w.counters().get(Counter::IcmpFragNeededSent), 1);
+
+    let mut no_df = builder();
+    no_df.dont_frag = false;
+    let big = no_df.udp(v4(CLIENT4), v4(VIPA4), 4000, 53, &[0; 1472]);
+    let out = send(&mut w, 0, &big);
+    assert!(out.tx.is_empty());
+    assert_eq!(w.counters().get(Counter::DropMtuNoDf), 1);
+
+    let big6 = builder().tcp(
+        v6(client6()),
+        v6(vipa6()),
+        40000,
+        80,
+        flags::ACK,
+        &[0; 1440],
+    );
+    let out = send(&mut w, 0, &big6);
+    let ip = ipv6::Packet::new_checked(&out.tx[0][14..]).unwrap();
+    assert!(ip.payload_len() as usize + 40 <= 1280);
+    let icmp = icmpv6::Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+    assert_eq!(icmp.msg_type(), icmpv6::Message::PktTooBig);
+    assert_eq!(icmp.mtu(), 1500 - 44);
+}
+
+#[test]
+fn non_vipa_goes_to_host_and_non_services_are_dropped() {
+    let mut w = worker();
+    let other = builder().tcp(
+        v4(CLIENT4),
+        v4(Ipv4Addr::new(192, 0, 2, 50)),
+        1,
+        80,
+        flags::SYN,
+        &[],
+    );
+    assert_eq!(send(&mut w, 0, &other).host.len(), 1);
+    let ssh = builder().tcp(v4(CLIENT4), v4(VIPA4), 1, 22, flags::SYN, &[]);
+    let out = send(&mut w, 0, &ssh);
+    assert!(out.tx.is_empty() && out.host.is_empty());
+    let c = w.counters();
+    assert_eq!(c.get(Counter::HostNotVipa), 1);
+    assert_eq!(c.get(Counter::DropNotAService), 1);
+}
+
+#[test]
+fn vlan_tag_is_kept_on_replies_and_encapsulated_frames() {
+    let mut w = worker();
+    let mut b = builder();
+    b.vlan = Some(42);
+    let out = send(
+        &mut w,
+        0,
+        &b.tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::SYN, &[]),
+    );
+    let eth = ethernet::Packet::new_checked(&out.tx[0][..]).unwrap();
+    assert_eq!(eth.vlan_id(), Some(42));
+    assert_eq!(eth.payload_ethertype(), EtherType::Ipv4);
+    let out = send(
+        &mut w,
+        0,
+        &b.arp_request(Ipv4Addr::new(192, 0, 2, 1), VIPA4),
+    );
+    let eth = ethernet::Packet::new_checked(&out.tx[0][..]).unwrap();
+    assert_eq!(eth.vlan_id(), Some(42));
+}
+
+#[test]
+fn options_fragments_and_garbage_are_dropped_and_counted() {
+    let mut w = worker();
+    let mut opts = builder().tcp(v4(CLIENT4), v4(VIPA4), 1, 80, flags::SYN, &[]);
+    opts.splice(34..34, [1u8, 1, 1, 0]);
+    opts[14] = 0x46;
+    let total = (opts.len() - 14) as u16;
+    opts[16..18].copy_from_slice(&total.to_be_bytes());
+    ipv4::Packet::new_unchecked(&mut opts[14..]).fill_checksum();
+    send(&mut w, 0, &opts);
+    let mut frag = builder().udp(v4(CLIENT4), v4(VIPA4), 1, 53, &[0; 16]);
+    frag[20] |= 0x20;
+    send(&mut w, 0, &frag);
+    send(&mut w, 0, &[1, 2, 3]);
+    let mut trunc = builder().tcp(v4(CLIENT4), v4(VIPA4), 1, 80, flags::SYN, &[]);
+    trunc.truncate(40);
+    send(&mut w, 0, &trunc);
+    let c = w.counters();
+    assert_eq!(c.get(Counter::DropIpv4Options), 1);
+    assert_eq!(c.get(Counter::DropIpv4Fragment), 1);
+    assert_eq!(c.get(Counter::DropMalformed), 2);
+    assert_eq!(c.get(Counter::TxPackets), 0);
+}
+
+#[test]
+fn every_frame_ends_in_exactly_one_place() {
+    let mut w = worker();
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut frames = 0u64;
+    for len in 0..300usize {
+        let mut f: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        // Make some of them look like IPv4 to the VIPA so deeper code runs.
+        if len > 40 && len % 2 == 0 {
+            f[12] = 0x08;
+            f[13] = 0x00;
+            f[14] = 0x45;
+            f[30..34].copy_from_slice(&VIPA4.octets());
+        }
+        send(&mut w, 0, &f);
+        frames += 1;
+    }
+    let c = w.counters();
+    let host: u64 = [
+        "host_not_vipa",
+        "host_arp",
+        "host_ndp",
+        "host_other_ethertype",
+    ]
+    .iter()
+    .map(|n| c.nonzero().find(|(k, _)| k == n).map_or(0, |(_, v)| v))
+    .sum();
+    assert_eq!(c.get(Counter::RxPackets), frames);
+    assert_eq!(c.get(Counter::TxPackets) + host + c.drops(), frames);
+}
