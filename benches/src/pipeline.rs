@@ -45,6 +45,43 @@ pub struct CaseResult {
     pub flows: u64,
     /// Frames transmitted / frames received while timing (1.0 = nothing dropped).
     pub tx_ratio: f64,
+    /// Fastest and slowest of the timed segments, ns per packet (the
+    /// figure above is their median).
+    pub ns_min: f64,
+    /// See `ns_min`.
+    pub ns_max: f64,
+    /// ns per packet divided by the baseline's (the bare in-memory port:
+    /// receive and transmit, no pipeline), measured in the same run.
+    pub vs_baseline: Option<f64>,
+}
+
+/// Timed segments per case: the reported figure is their median.
+const SEGMENTS: u64 = 10;
+
+fn summarize(
+    case: &str,
+    flows: u64,
+    segments: &mut [f64],
+    packets: u64,
+    tx_ratio: f64,
+) -> CaseResult {
+    segments.sort_by(f64::total_cmp);
+    let median = if segments.is_empty() {
+        f64::NAN
+    } else {
+        segments[segments.len() / 2]
+    };
+    CaseResult {
+        case: case.to_owned(),
+        mpps: 1e3 / median,
+        ns_per_packet: median,
+        packets,
+        flows,
+        tx_ratio,
+        ns_min: segments.first().copied().unwrap_or(f64::NAN),
+        ns_max: segments.last().copied().unwrap_or(f64::NAN),
+        vs_baseline: None,
+    }
 }
 
 /// Harness settings.
@@ -240,36 +277,71 @@ fn run_case(
     let rx0 = worker.counters().get(Counter::RxPackets);
     let tx0 = worker.counters().get(Counter::TxPackets);
 
+    let per_segment = (packets / SEGMENTS).max(stretch as u64);
+    let mut segments = Vec::new();
     let mut seq = 0u64;
-    let mut elapsed = Duration::ZERO;
     while seq < packets {
-        {
-            let q = &mut worker.queues[0].1;
-            for _ in 0..stretch {
-                let mut b = pool.pop().unwrap_or_else(|| HeapBuf::with_capacity(2048));
-                fill(seq, &mut b);
-                seq += 1;
-                q.rx.push_back(b);
+        let mut elapsed = Duration::ZERO;
+        let start_seq = seq;
+        while seq - start_seq < per_segment && seq < packets {
+            {
+                let q = &mut worker.queues[0].1;
+                for _ in 0..stretch {
+                    let mut b = pool.pop().unwrap_or_else(|| HeapBuf::with_capacity(2048));
+                    fill(seq, &mut b);
+                    seq += 1;
+                    q.rx.push_back(b);
+                }
             }
+            let t0 = Instant::now();
+            for _ in 0..BURSTS_PER_STRETCH {
+                worker.poll(NOW);
+            }
+            elapsed += t0.elapsed();
+            recycle(&mut worker, &mut pool);
         }
-        let t0 = Instant::now();
-        for _ in 0..BURSTS_PER_STRETCH {
-            worker.poll(NOW);
-        }
-        elapsed += t0.elapsed();
-        recycle(&mut worker, &mut pool);
+        segments.push(elapsed.as_nanos() as f64 / (seq - start_seq) as f64);
     }
     let rx = worker.counters().get(Counter::RxPackets) - rx0;
     let tx = worker.counters().get(Counter::TxPackets) - tx0;
-    let ns = elapsed.as_nanos() as f64 / rx.max(1) as f64;
-    CaseResult {
-        case: case.to_owned(),
-        mpps: 1e3 / ns,
-        ns_per_packet: ns,
-        packets: rx,
-        flows,
-        tx_ratio: tx as f64 / rx.max(1) as f64,
+    summarize(case, flows, &mut segments, rx, tx as f64 / rx.max(1) as f64)
+}
+
+/// The baseline: the same refill and timing around the bare in-memory port
+/// (receive a burst, transmit it), without the pipeline.
+fn baseline(settings: &Settings) -> CaseResult {
+    use vipa_forwarder::port::{Burst, PortQueue};
+    let t = Template::tcp_v4(64, 0x10);
+    let mut port = MemPort::new();
+    let stretch = BURST * BURSTS_PER_STRETCH;
+    let mut pool: Vec<HeapBuf> = (0..stretch * 2)
+        .map(|_| HeapBuf::with_capacity(2048))
+        .collect();
+    let mut burst: Burst<HeapBuf> = Burst::new();
+    let per_segment = (settings.packets / SEGMENTS).max(stretch as u64);
+    let mut segments = Vec::new();
+    let mut seq = 0u64;
+    while seq < settings.packets {
+        let mut elapsed = Duration::ZERO;
+        let start_seq = seq;
+        while seq - start_seq < per_segment && seq < settings.packets {
+            for _ in 0..stretch {
+                let mut b = pool.pop().unwrap_or_else(|| HeapBuf::with_capacity(2048));
+                t.fill(&mut b, seq % 1000);
+                seq += 1;
+                port.rx.push_back(b);
+            }
+            let t0 = Instant::now();
+            for _ in 0..BURSTS_PER_STRETCH {
+                port.rx_burst(&mut burst, BURST);
+                port.tx_burst(&mut burst);
+            }
+            elapsed += t0.elapsed();
+            pool.extend(port.tx.drain(..));
+        }
+        segments.push(elapsed.as_nanos() as f64 / (seq - start_seq) as f64);
     }
+    summarize("baseline_mem_port", 0, &mut segments, seq, 1.0)
 }
 
 fn established(name: &str, flows: u64, settings: &Settings) -> CaseResult {
@@ -360,6 +432,8 @@ pub fn run_all(settings: &Settings, mut report: impl FnMut(&CaseResult)) {
         }
     }
     let wanted = |name: &str| settings.filter.as_deref().is_none_or(|f| name.contains(f));
+    let base = baseline(settings);
+    report(&base);
     let cases: [(&str, &dyn Fn() -> CaseResult); 6] = [
         ("established_1k", &|| {
             established("established_1k", 1_000, settings)
@@ -376,7 +450,9 @@ pub fn run_all(settings: &Settings, mut report: impl FnMut(&CaseResult)) {
     ];
     for (name, case) in cases {
         if wanted(name) {
-            report(&case());
+            let mut r = case();
+            r.vs_baseline = Some(r.ns_per_packet / base.ns_per_packet);
+            report(&r);
         }
     }
 }

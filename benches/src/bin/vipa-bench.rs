@@ -1,4 +1,7 @@
 //! `vipa-bench`: throughput harnesses. Parses arguments, calls the library.
+//!
+//! Figures are medians of ten timed segments per case; the first line is
+//! the baseline (the bare in-memory port) measured in the same run.
 
 use clap::{Parser, Subcommand};
 use vipa_benches::pipeline::{run_all, Settings};
@@ -44,17 +47,33 @@ fn main() {
             };
             if !json {
                 println!(
-                    "{:<18} {:>10} {:>14} {:>12} {:>10} {:>9}",
-                    "case", "Mpps", "ns/packet", "packets", "flows", "tx/rx"
+                    "{:<18} {:>8} {:>10} {:>16} {:>10} {:>10} {:>6} {:>10}",
+                    "case",
+                    "Mpps",
+                    "ns/packet",
+                    "(min..max)",
+                    "packets",
+                    "flows",
+                    "tx/rx",
+                    "×baseline"
                 );
             }
             run_all(&settings, |r| {
                 if json {
                     println!("{}", serde_json::to_string(r).unwrap_or_default());
                 } else {
+                    let range = format!("({:.1}..{:.1})", r.ns_min, r.ns_max);
+                    let ratio = r.vs_baseline.map_or("-".to_owned(), |x| format!("{x:.2}"));
                     println!(
-                        "{:<18} {:>10.2} {:>14.1} {:>12} {:>10} {:>9.3}",
-                        r.case, r.mpps, r.ns_per_packet, r.packets, r.flows, r.tx_ratio
+                        "{:<18} {:>8.2} {:>10.1} {:>16} {:>10} {:>10} {:>6.3} {:>10}",
+                        r.case,
+                        r.mpps,
+                        r.ns_per_packet,
+                        range,
+                        r.packets,
+                        r.flows,
+                        r.tx_ratio,
+                        ratio
                     );
                 }
             });
