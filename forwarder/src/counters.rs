@@ -62,6 +62,20 @@ counters! {
     IcmpFragNeededSent = "icmp_frag_needed_sent",
     /// ICMPv6 packet-too-big sent to a client.
     Icmpv6TooBigSent = "icmpv6_too_big_sent",
+    /// Next-hop MACs learned or confirmed from ARP / neighbour advertisements.
+    NeighborLearned = "neighbor_learned",
+    /// ARP requests / neighbour solicitations sent for next hops. A request
+    /// for an unknown next hop is built in the buffer of the packet that
+    /// needed it: that packet is lost (the sender retransmits).
+    NeighborRequests = "neighbor_requests",
+    /// Gratuitous ARP announcements sent for owned VIPAs.
+    GratuitousArpSent = "gratuitous_arp_sent",
+    /// Unsolicited neighbour advertisements sent for owned IPv6 VIPAs.
+    UnsolicitedNaSent = "unsolicited_na_sent",
+    /// Ports seen losing link.
+    LinkDown = "link_down",
+    /// Ports seen regaining link.
+    LinkUp = "link_up",
     /// Handed to the host: IP traffic to an address that is not a VIPA.
     HostNotVipa = "host_not_vipa",
     /// Handed to the host: ARP not asking for an owned VIPA.
@@ -98,6 +112,8 @@ counters! {
     DropNotVipa = "drop_not_vipa",
     /// Dropped: no headroom/tailroom to build the outgoing frame.
     DropNoBufferRoom = "drop_no_buffer_room",
+    /// Dropped: the next hop's MAC is unknown and a request is already out.
+    DropNeighborUnresolved = "drop_neighbor_unresolved",
     /// Dropped: the transmit ring was full.
     DropTxFull = "drop_tx_full",
     /// Dropped: the host did not take the frame.

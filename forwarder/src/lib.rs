@@ -10,8 +10,10 @@
 pub mod buf;
 pub mod counters;
 pub mod flow;
+pub mod neighbor;
 pub mod pipeline;
 pub mod port;
 pub mod replay;
+pub mod run;
 pub mod tables;
 pub mod worker;

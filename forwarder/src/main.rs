@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vipa_forwarder::replay::{replay, ReplayOptions};
+use vipa_forwarder::run::RunOptions;
 use vipa_proto::config::Config;
 
 #[derive(Parser)]
@@ -17,6 +18,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Forward on the configured ports until SIGINT or SIGTERM, then print the counters.
+    ///
+    /// Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more or less.
+    ///
+    /// Example: vipa-forwarder run --config /etc/vipa/vipa.toml --stats /run/vipa/stats.json
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Write every worker's counters as JSON to this file once a second.
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// Print the final counters as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the pipeline over a capture: transmitted frames to --out, host frames to --host.
     ///
     /// Example: vipa-forwarder replay --config examples/vipa.toml --in in.pcap --out out.pcap --json
@@ -54,6 +71,21 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run {
+            config,
+            stats,
+            json,
+        } => {
+            init_logging();
+            let cfg = Config::load(&config)?;
+            let report = vipa_forwarder::run::run(&cfg, &RunOptions { stats })?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
         Command::Replay {
             config,
             input,
@@ -81,4 +113,15 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `tracing` to stderr, filtered by RUST_LOG (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

@@ -9,8 +9,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use vipa_proto::config::{Config, L4Protocol, NotVipa};
+use vipa_proto::config::{Config, L4Protocol, NotVipa, PortConfig};
 use vipa_proto::maglev::{self, MaglevTable, MaglevTarget};
+
+use crate::neighbor::Neighbors;
 
 /// Outer IPv4 + GRE overhead (20 + 4 bytes).
 pub const OVERHEAD_V4: usize = 20 + 4;
@@ -71,8 +73,30 @@ pub struct PortInfo {
     pub mac: [u8; 6],
     /// IP MTU of the port.
     pub mtu: usize,
-    /// Static L2 next hop for encapsulated frames.
-    pub next_hop_mac: [u8; 6],
+    /// Static L2 next hop for encapsulated frames (no resolution when set).
+    pub next_hop_mac: Option<[u8; 6]>,
+    /// Next hop for every target (resolved by ARP/NDP), when configured;
+    /// otherwise targets are on the port's segment and resolved directly.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Where an encapsulated frame to a target goes on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// A configured MAC.
+    Static([u8; 6]),
+    /// The MAC of next hop `id` in the shared [`Neighbors`] table.
+    Resolve(usize),
+}
+
+/// Whole seconds of a configured duration, saturating.
+fn secs(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// The static next hop and the gateway of a configured port.
+fn port_next_hop(p: &PortConfig) -> (Option<[u8; 6]>, Option<IpAddr>) {
+    (p.next_hop_mac.map(|m| m.0), p.gateway)
 }
 
 /// Everything the pipeline reads.
@@ -94,6 +118,18 @@ pub struct Tables {
     pub flow_idle_timeout: u32,
     /// Frames per receive burst.
     pub burst_size: usize,
+    /// Next hop of each (port, target): index `port * targets.len() + target`.
+    next_hops: Vec<NextHop>,
+    /// The next hops to resolve: (address, port), indexed by [`NextHop::Resolve`] ids.
+    pub resolve: Vec<(IpAddr, usize)>,
+    /// Seconds after which a learned MAC is refreshed.
+    pub neighbor_refresh: u32,
+    /// Seconds after which an unconfirmed MAC is forgotten.
+    pub neighbor_timeout: u32,
+    /// The node's IPv4 tunnel address (source of its ARP requests too).
+    pub tunnel_source_v4: Option<Ipv4Addr>,
+    /// The node's IPv6 tunnel address (source of its neighbour solicitations too).
+    pub tunnel_source_v6: Option<Ipv6Addr>,
 }
 
 /// A configuration the tables cannot be built from (the config validator
@@ -189,16 +225,41 @@ impl Tables {
                 maglev,
             });
         }
-        let ports = config
+        let ports: Vec<PortInfo> = config
             .ports
             .iter()
-            .map(|p| PortInfo {
-                name: p.name.clone(),
-                mac: p.mac.0,
-                mtu: p.mtu as usize,
-                next_hop_mac: p.next_hop_mac.0,
+            .map(|p| {
+                let (next_hop_mac, gateway) = port_next_hop(p);
+                PortInfo {
+                    name: p.name.clone(),
+                    mac: p.mac.0,
+                    mtu: p.mtu as usize,
+                    next_hop_mac,
+                    gateway,
+                }
             })
             .collect();
+        let mut resolve: Vec<(IpAddr, usize)> = Vec::new();
+        let mut next_hops = Vec::with_capacity(ports.len() * targets.len());
+        for (pi, p) in ports.iter().enumerate() {
+            for t in &targets {
+                let hop = match (p.next_hop_mac, p.gateway) {
+                    (Some(mac), _) => NextHop::Static(mac),
+                    (None, gw) => {
+                        let address = gw.unwrap_or(t.address);
+                        let id = resolve
+                            .iter()
+                            .position(|&(a, port)| a == address && port == pi)
+                            .unwrap_or_else(|| {
+                                resolve.push((address, pi));
+                                resolve.len() - 1
+                            });
+                        NextHop::Resolve(id)
+                    }
+                };
+                next_hops.push(hop);
+            }
+        }
         Ok(Tables {
             vipas,
             v4,
@@ -207,9 +268,14 @@ impl Tables {
             ports,
             not_vipa_to_host: config.forwarder.not_vipa == NotVipa::Host,
             flow_table_capacity: config.forwarder.flow_table_capacity,
-            flow_idle_timeout: u32::try_from(config.forwarder.flow_idle_timeout.as_secs())
-                .unwrap_or(u32::MAX),
+            flow_idle_timeout: secs(config.forwarder.flow_idle_timeout),
             burst_size: config.forwarder.burst_size,
+            next_hops,
+            resolve,
+            neighbor_refresh: secs(config.forwarder.neighbor_refresh),
+            neighbor_timeout: secs(config.forwarder.neighbor_timeout),
+            tunnel_source_v4: config.node.tunnel_source_v4,
+            tunnel_source_v6: config.node.tunnel_source_v6,
         })
     }
 
@@ -239,6 +305,17 @@ impl Tables {
     /// True when this node owns the IPv6 address `addr` as a VIPA.
     pub fn owns_v6(&self, addr: Ipv6Addr) -> bool {
         self.vipa_v6(&addr.octets()).is_some()
+    }
+
+    /// Where frames to `target` leave `port` for.
+    #[inline]
+    pub fn next_hop(&self, port: usize, target: u32) -> NextHop {
+        self.next_hops[port * self.targets.len() + target as usize]
+    }
+
+    /// A fresh shared next-hop table for these tables' next hops (all unknown).
+    pub fn new_neighbors(&self) -> Neighbors {
+        Neighbors::new(&self.resolve, self.neighbor_refresh, self.neighbor_timeout)
     }
 
     /// The index of the port called `name`.

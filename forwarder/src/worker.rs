@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::counters::{Counter, Counters};
+use crate::neighbor::Neighbors;
 use crate::pipeline::{Outputs, Pipeline};
 use crate::port::{Burst, PortQueue};
 use crate::tables::Tables;
@@ -22,18 +23,139 @@ pub struct Worker<Q: PortQueue> {
     burst_size: usize,
     rx: Burst<Q::Buf>,
     out: Outputs<Q::Buf>,
+    /// This worker announces VIPAs and watches link state (one worker per
+    /// process does: the one owning queue 0).
+    announcer: bool,
+    /// Link state of each of `queues` at the last check.
+    link: Vec<bool>,
+    /// Second of the last link check.
+    link_checked: u32,
 }
 
 impl<Q: PortQueue> Worker<Q> {
-    /// A worker over `queues` (queue handle with its port's index) using `tables`.
+    /// A worker over `queues` (queue handle with its port's index) using
+    /// `tables`, alone: it announces and resolves next hops by itself.
     pub fn new(queues: Vec<(usize, Q)>, tables: Arc<Tables>) -> Self {
+        let neighbors = Arc::new(tables.new_neighbors());
+        Self::with_neighbors(queues, tables, neighbors, true)
+    }
+
+    /// A worker sharing `neighbors` with the others; `announcer` for
+    /// exactly one of them (it sends announcements and watches links).
+    pub fn with_neighbors(
+        queues: Vec<(usize, Q)>,
+        tables: Arc<Tables>,
+        neighbors: Arc<Neighbors>,
+        announcer: bool,
+    ) -> Self {
         let burst_size = tables.burst_size;
+        let link = queues.iter().map(|(_, q)| q.link_up()).collect();
         Worker {
             queues,
-            pipeline: Pipeline::new(tables),
+            pipeline: Pipeline::with_neighbors(tables, neighbors),
             burst_size,
             rx: Burst::new(),
             out: Outputs::new(),
+            announcer,
+            link,
+            link_checked: 0,
+        }
+    }
+
+    /// Start-up duties of the announcer: announce every VIPA from every port
+    /// with link (gratuitous ARP, unsolicited NA), and ask for every next
+    /// hop's MAC so the first packets do not wait. Returns frames sent.
+    pub fn start(&mut self, now: u32) -> usize {
+        if !self.announcer {
+            return 0;
+        }
+        self.link_checked = now;
+        let mut sent = 0;
+        for i in 0..self.queues.len() {
+            if self.link[i] {
+                sent += self.announce(i);
+            }
+        }
+        let ports: Vec<usize> = self.queues.iter().map(|(p, _)| *p).collect();
+        for port in ports {
+            let due: Vec<usize> = self.pipeline.neighbors.due_requests(port, now).collect();
+            sent += self.send_requests(&due);
+        }
+        sent
+    }
+
+    /// Announces every VIPA from queue `i`'s port. Returns frames sent.
+    pub fn announce(&mut self, i: usize) -> usize {
+        let (port, queue) = &mut self.queues[i];
+        for v in 0..self.pipeline.tables.vipas.len() {
+            let Some(mut buf) = queue.alloc() else { break };
+            if self.pipeline.build_announcement(*port, v, &mut buf) {
+                if self.out.tx.try_push(buf).is_err() {
+                    break;
+                }
+            } else {
+                queue.free(buf);
+            }
+            if self.out.tx.is_full() {
+                flush(queue, &mut self.out, &mut self.pipeline.counters);
+            }
+        }
+        let n = self.out.tx.len();
+        flush(queue, &mut self.out, &mut self.pipeline.counters);
+        n
+    }
+
+    /// Sends a request for each next hop in `ids`, in a buffer of its own.
+    fn send_requests(&mut self, ids: &[usize]) -> usize {
+        let mut sent = 0;
+        for &id in ids {
+            let Some((_, port)) = self.pipeline.neighbors.next_hop(id) else {
+                continue;
+            };
+            let Some(i) = self.queues.iter().position(|(p, _)| *p == port) else {
+                continue;
+            };
+            let queue = &mut self.queues[i].1;
+            let Some(mut buf) = queue.alloc() else {
+                continue;
+            };
+            if self.pipeline.build_neighbor_request(id, &mut buf).is_some() {
+                let _ = self.out.tx.try_push(buf);
+                sent += 1;
+            } else {
+                queue.free(buf);
+            }
+            flush(queue, &mut self.out, &mut self.pipeline.counters);
+        }
+        sent
+    }
+
+    /// Once a second (announcer only): a port that lost link makes every
+    /// other port with link announce every VIPA with its own MAC, so
+    /// neighbours move the VIPAs to a port that works; a port that regains
+    /// link announces them again.
+    fn watch_links(&mut self, now: u32) {
+        if !self.announcer || now == self.link_checked {
+            return;
+        }
+        self.link_checked = now;
+        for i in 0..self.queues.len() {
+            let up = self.queues[i].1.link_up();
+            if up == self.link[i] {
+                continue;
+            }
+            self.link[i] = up;
+            if up {
+                self.pipeline.counters.inc(Counter::LinkUp);
+                self.announce(i);
+            } else {
+                self.pipeline.counters.inc(Counter::LinkDown);
+                for j in 0..self.queues.len() {
+                    if j != i && self.link[j] {
+                        self.announce(j);
+                    }
+                }
+            }
         }
     }
 
@@ -58,6 +180,11 @@ impl<Q: PortQueue> Worker<Q> {
                 .process_burst(port, &mut self.rx, now, &mut self.out);
             flush(queue, &mut self.out, &mut self.pipeline.counters);
         }
+        if !self.pipeline.refresh.is_empty() {
+            let due = std::mem::take(&mut self.pipeline.refresh);
+            self.send_requests(&due);
+        }
+        self.watch_links(now);
         received
     }
 }

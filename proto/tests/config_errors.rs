@@ -398,10 +398,15 @@ fn missing_required_key() {
 
     let text = edit(&[
         ("[[port]]", "[[port]] # <-"),
-        ("next_hop_mac = \"02:00:00:00:0a:fe\"\n", ""),
+        ("mac = \"02:00:00:00:0a:01\"\n", ""),
     ]);
-    let err = fails(&text, "port[0].next_hop_mac");
+    let err = fails(&text, "port[0].mac");
     assert!(matches!(problem(&err), Problem::Missing { .. }));
+
+    // next_hop_mac is optional: next hops are then resolved by ARP / NDP.
+    let text = edit(&[("next_hop_mac = \"02:00:00:00:0a:fe\"\n", "")]);
+    let c = Config::from_str_with_path(&text, Path::new(FILE)).unwrap();
+    assert_eq!(c.ports[0].next_hop_mac, None);
 
     let text = edit(&[
         ("address = \"10.20.0.12\"\n", ""),
@@ -607,6 +612,269 @@ fn mtu_too_small_for_ipv6() {
     assert!(Config::from_str_with_path(&text, Path::new(FILE)).is_ok());
 }
 
+/// `[forwarder]` with `lines` appended to BASE.
+fn with_forwarder(lines: &str) -> String {
+    format!("{BASE}\n[forwarder]\n{lines}\n")
+}
+
+#[test]
+fn cores() {
+    let err = fails(&with_forwarder("cores = [] # <-"), "forwarder.cores");
+    assert_eq!(problem(&err), &Problem::NoCores);
+    assert!(err.to_string().contains("e.g. cores = [0]"), "{err}");
+
+    let err = fails(
+        &with_forwarder("cores = [1,\n 1] # <-"),
+        "forwarder.cores[1]",
+    );
+    assert_eq!(
+        problem(&err),
+        &Problem::DuplicateCore {
+            core: 1,
+            first_index: 0
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("CPU 1 is listed twice (first as cores[0])"),
+        "{err}"
+    );
+
+    for bad in ["-1", "8192"] {
+        let err = fails(
+            &with_forwarder(&format!("cores = [{bad}] # <-")),
+            "forwarder.cores[0]",
+        );
+        assert!(matches!(problem(&err), Problem::OutOfRange { .. }), "{err}");
+    }
+    let err = fails(&with_forwarder("cores = 1 # <-"), "forwarder.cores");
+    assert!(err
+        .to_string()
+        .contains("expected an array, found an integer"));
+    let err = fails(
+        &with_forwarder("cores = [\"0\"] # <-"),
+        "forwarder.cores[0]",
+    );
+    assert!(err
+        .to_string()
+        .contains("expected an integer, found a string"));
+}
+
+#[test]
+fn poll_and_neighbor_timing() {
+    let cases: &[(&str, &str)] = &[
+        ("idle_sleep_us = -1", "forwarder.idle_sleep_us"),
+        ("idle_sleep_us = 1000001", "forwarder.idle_sleep_us"),
+        ("idle_polls = 0", "forwarder.idle_polls"),
+        ("tx_drain_us = -1", "forwarder.tx_drain_us"),
+        ("tx_drain_us = 1000001", "forwarder.tx_drain_us"),
+        ("neighbor_refresh = 0", "forwarder.neighbor_refresh"),
+        ("neighbor_timeout = 1", "forwarder.neighbor_timeout"),
+        ("neighbor_timeout = 86401", "forwarder.neighbor_timeout"),
+    ];
+    for (line, field) in cases {
+        let err = fails(&with_forwarder(&format!("{line} # <-")), field);
+        assert!(matches!(problem(&err), Problem::OutOfRange { .. }), "{err}");
+    }
+    let err = fails(
+        &with_forwarder("idle_sleep_us = 1.5 # <-"),
+        "forwarder.idle_sleep_us",
+    );
+    assert!(matches!(problem(&err), Problem::WrongType { .. }));
+
+    // The timeout must be longer than the refresh, whichever was written.
+    let err = fails(
+        &with_forwarder("neighbor_refresh = 30\nneighbor_timeout = 30 # <-"),
+        "forwarder.neighbor_timeout",
+    );
+    assert_eq!(
+        problem(&err),
+        &Problem::NeighborTimeoutTooShort {
+            timeout: 30,
+            refresh: 30
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("set neighbor_timeout to more than 30"),
+        "{err}"
+    );
+    let err = fails(
+        &with_forwarder("neighbor_timeout = 20 # <-"),
+        "forwarder.neighbor_timeout",
+    );
+    assert!(err.to_string().contains("neighbor_refresh (30 s)"), "{err}");
+    let err = fails(
+        &with_forwarder("neighbor_refresh = 300 # <-"),
+        "forwarder.neighbor_refresh",
+    );
+    assert!(matches!(
+        problem(&err),
+        Problem::NeighborTimeoutTooShort { timeout: 120, .. }
+    ));
+    // 0 µs: busy-poll, send at the end of every poll.
+    let ok = with_forwarder("idle_sleep_us = 0\ntx_drain_us = 0\nneighbor_timeout = 31");
+    assert!(Config::from_str_with_path(&ok, Path::new(FILE)).is_ok());
+}
+
+#[test]
+fn queues_must_equal_cores() {
+    let text = format!(
+        "{}\n[forwarder]\ncores = [0, 1]\n",
+        edit(&[("name = \"p0\"", "name = \"p0\"\nqueues = 1 # <-")])
+    );
+    let err = fails(&text, "port[0].queues");
+    assert_eq!(
+        problem(&err),
+        &Problem::QueuesNotCores {
+            queues: 1,
+            cores: 2
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("each worker owns one queue of every port"),
+        "{msg}"
+    );
+    assert!(msg.contains("set queues = 2"), "{msg}");
+
+    let text = edit(&[("name = \"p0\"", "name = \"p0\"\nqueues = 0 # <-")]);
+    let err = fails(&text, "port[0].queues");
+    assert!(matches!(problem(&err), Problem::OutOfRange { .. }));
+
+    let text = edit(&[("name = \"p0\"", "name = \"p0\"\nqueues = 1")]);
+    assert_eq!(
+        Config::from_str_with_path(&text, Path::new(FILE))
+            .unwrap()
+            .ports[0]
+            .queues,
+        1
+    );
+}
+
+#[test]
+fn backends() {
+    let text = edit(&[("name = \"p0\"", "name = \"p0\"\nbackend = \"xdp\" # <-")]);
+    let err = fails(&text, "port[0].backend");
+    assert!(
+        err.to_string()
+            .contains("use \"afpacket\" or \"afxdp\" or \"dpdk\""),
+        "{err}"
+    );
+
+    // A second port with another backend (the first has the default).
+    let text = format!(
+        "{BASE}\n[[port]]\nname = \"p1\"\nmac = \"02:00:00:00:0b:01\"\nbackend = \"dpdk\" # <-\n"
+    );
+    let err = fails(&text, "port[1].backend");
+    assert!(matches!(
+        problem(&err),
+        Problem::MixedBackends { first_line: 6, .. }
+    ));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("all ports must use one backend for now"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"dpdk\" differs from \"afpacket\""), "{msg}");
+
+    // The same backend spelt out and by default is fine.
+    let text = format!(
+        "{BASE}\n[[port]]\nname = \"p1\"\nmac = \"02:00:00:00:0b:01\"\nbackend = \"afpacket\"\n"
+    );
+    let c = Config::from_str_with_path(&text, Path::new(FILE)).unwrap();
+    assert_eq!(c.ports.len(), 2);
+}
+
+#[test]
+fn devices() {
+    let text = edit(&[(
+        "name = \"p0\"",
+        "name = \"p0\"\ndevice = \"a-very-long-ifname\" # <-",
+    )]);
+    let err = fails(&text, "port[0].device");
+    assert!(matches!(
+        problem(&err),
+        Problem::DeviceNameTooLong { len: 18, .. }
+    ));
+    assert!(err.to_string().contains("at most 15 bytes"), "{err}");
+
+    // Without device, the name is the interface name.
+    let text = edit(&[("name = \"p0\"", "name = \"uplink-to-the-router\" # <-")]);
+    fails(&text, "port[0].name");
+
+    let text = edit(&[("name = \"p0\"", "name = \"p0\"\ndevice = \"\" # <-")]);
+    let err = fails(&text, "port[0].device");
+    assert_eq!(problem(&err), &Problem::Empty);
+
+    // DPDK devices are PCI addresses or vdev names of any length.
+    let text = edit(&[(
+        "name = \"p0\"",
+        "name = \"p0\"\nbackend = \"dpdk\"\ndevice = \"net_af_packet0,iface=veth-long-name\"",
+    )]);
+    let c = Config::from_str_with_path(&text, Path::new(FILE)).unwrap();
+    assert_eq!(c.ports[0].device, "net_af_packet0,iface=veth-long-name");
+}
+
+#[test]
+fn gateway() {
+    let text = edit(&[(
+        "next_hop_mac = \"02:00:00:00:0a:fe\"",
+        "gateway = \"10.10.0.256\" # <-",
+    )]);
+    let err = fails(&text, "port[0].gateway");
+    assert!(matches!(problem(&err), Problem::InvalidAddress { .. }));
+
+    let text = edit(&[(
+        "next_hop_mac = \"02:00:00:00:0a:fe\"",
+        "gateway = \"ff02::1\" # <-",
+    )]);
+    let err = fails(&text, "port[0].gateway");
+    assert!(matches!(problem(&err), Problem::UnusableAddress { .. }));
+
+    let text = edit(&[(
+        "next_hop_mac = \"02:00:00:00:0a:fe\"",
+        "next_hop_mac = \"02:00:00:00:0a:fe\"\ngateway = \"10.10.0.254\" # <-",
+    )]);
+    let err = fails(&text, "port[0].gateway");
+    assert_eq!(problem(&err), &Problem::GatewayAndStaticNextHop);
+    assert!(err.to_string().contains("both next_hop_mac and gateway"));
+}
+
+#[test]
+fn dpdk_section() {
+    let with = |lines: &str| format!("{BASE}\n[dpdk]\n{lines}\n");
+    let err = fails(&with("eal_arg = [] # <-"), "dpdk.eal_arg");
+    assert!(matches!(
+        problem(&err),
+        Problem::UnknownKey {
+            suggestion: Some("eal_args"),
+            ..
+        }
+    ));
+    let err = fails(&with("eal_args = \"--no-huge\" # <-"), "dpdk.eal_args");
+    assert!(matches!(problem(&err), Problem::WrongType { .. }));
+    let err = fails(
+        &with("eal_args = [\"--no-huge\", 3] # <-"),
+        "dpdk.eal_args[1]",
+    );
+    assert!(matches!(problem(&err), Problem::WrongType { .. }));
+    let err = fails(&with("eal_args = [\"\"] # <-"), "dpdk.eal_args[0]");
+    assert_eq!(problem(&err), &Problem::Empty);
+    for bad in ["0", "510", "16777216"] {
+        let err = fails(&with(&format!("mbufs = {bad} # <-")), "dpdk.mbufs");
+        assert!(matches!(problem(&err), Problem::OutOfRange { .. }), "{err}");
+    }
+    let text = format!("{BASE}\n[dpdk] # <-\nmbufs = 511\n");
+    assert_eq!(
+        Config::from_str_with_path(&text, Path::new(FILE))
+            .unwrap()
+            .dpdk
+            .mbufs,
+        511
+    );
+}
+
 #[test]
 fn syntax_error() {
     let text = edit(&[("name = \"fwd-a\"", "name = \"fwd-a # <-")]);
@@ -643,6 +911,9 @@ fn unreadable_file() {
         msg.starts_with("/nonexistent/vipa/config.toml: cannot read"),
         "{msg}"
     );
+    // The cause is in the sentence once, not again as a source to chain.
+    assert_eq!(msg.matches("os error").count(), 1, "{msg}");
+    assert!(std::error::Error::source(&err).is_none());
 }
 
 mod never_panics {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vipa_proto::config::{
-    Config, Distribution, ForwarderConfig, L4Protocol, MacAddr, NotVipa, Service, TargetConfig,
+    Backend, Config, Distribution, DpdkConfig, ForwarderConfig, L4Protocol, MacAddr, NotVipa,
+    Service, TargetConfig,
 };
 use vipa_proto::maglev::MaglevError;
 
@@ -34,7 +35,12 @@ fn example_parses() {
     assert_eq!(p.name, "p0");
     assert_eq!(p.mac, MacAddr([0x02, 0, 0, 0, 0x0a, 0x01]));
     assert_eq!(p.mtu, 1500);
-    assert_eq!(p.next_hop_mac, MacAddr([0x02, 0, 0, 0, 0x0a, 0xfe]));
+    assert_eq!(p.next_hop_mac, Some(MacAddr([0x02, 0, 0, 0, 0x0a, 0xfe])));
+    assert_eq!(p.backend, Backend::AfPacket);
+    assert_eq!(p.device, "vipa-p0");
+    assert_eq!(p.queues, 1);
+    assert_eq!(p.gateway, None);
+    assert_eq!(c.dpdk, DpdkConfig::default());
 
     assert_eq!(c.vipas.len(), 2);
     let services = vec![
@@ -112,7 +118,19 @@ target = [{ address = "fd00:20:0:0::11", weight = 0 }]
     assert_eq!(c.forwarder.flow_idle_timeout, Duration::from_secs(300));
     assert_eq!(c.forwarder.not_vipa, NotVipa::Host);
     assert_eq!(c.forwarder.burst_size, 32);
+    assert_eq!(c.forwarder.cores, [0]);
+    assert_eq!(c.forwarder.idle_sleep, Duration::from_micros(50));
+    assert_eq!(c.forwarder.idle_polls, 1000);
+    assert_eq!(c.forwarder.tx_drain, Duration::from_micros(100));
+    assert_eq!(c.forwarder.neighbor_refresh, Duration::from_secs(30));
+    assert_eq!(c.forwarder.neighbor_timeout, Duration::from_secs(120));
+    assert_eq!(c.dpdk.eal_args, Vec::<String>::new());
+    assert_eq!(c.dpdk.mbufs, 8191);
     assert_eq!(c.ports[0].mtu, 1500);
+    assert_eq!(c.ports[0].backend, Backend::AfPacket);
+    assert_eq!(c.ports[0].device, "eth0");
+    assert_eq!(c.ports[0].queues, 1);
+    assert_eq!(c.ports[0].gateway, None);
     assert_eq!(c.ports[0].mac.to_string(), "02:00:00:00:0a:01");
     let v = &c.vipas[0];
     assert_eq!(v.distribution, Distribution::Maglev);
@@ -133,6 +151,12 @@ flow_table_capacity = 4
 flow_idle_timeout = 30
 not_vipa = "drop"
 burst_size = 64
+cores = [3, 1]
+idle_sleep_us = 0
+idle_polls = 1
+tx_drain_us = 0
+neighbor_refresh = 1
+neighbor_timeout = 2
 [[port]]
 name = "p0"
 mac = "02:00:00:00:0a:01"
@@ -147,10 +171,82 @@ mtu = 9000
             flow_idle_timeout: Duration::from_secs(30),
             not_vipa: NotVipa::Drop,
             burst_size: 64,
+            cores: vec![3, 1],
+            idle_sleep: Duration::ZERO,
+            idle_polls: 1,
+            tx_drain: Duration::ZERO,
+            neighbor_refresh: Duration::from_secs(1),
+            neighbor_timeout: Duration::from_secs(2),
         }
     );
     assert_eq!(c.ports[0].mtu, 9000);
+    // Queues default to the number of cores.
+    assert_eq!(c.ports[0].queues, 2);
     assert!(c.vipas.is_empty());
+}
+
+#[test]
+fn live_port_keys() {
+    let text = r#"
+[node]
+name = "n"
+[forwarder]
+cores = [0, 1]
+[dpdk]
+eal_args = ["--no-huge", "--no-pci", "--vdev=net_af_packet0,iface=veth0"]
+mbufs = 4095
+[[port]]
+name = "uplink"
+mac = "02:00:00:00:0a:01"
+backend = "dpdk"
+device = "net_af_packet0"
+queues = 2
+gateway = "10.10.0.254"
+[[port]]
+name = "p1"
+mac = "02:00:00:00:0b:01"
+backend = "dpdk"
+device = "0000:3b:02.0"
+"#;
+    let c = Config::from_str_with_path(text, Path::new("mem.toml")).unwrap();
+    assert_eq!(
+        c.dpdk,
+        DpdkConfig {
+            eal_args: vec![
+                "--no-huge".into(),
+                "--no-pci".into(),
+                "--vdev=net_af_packet0,iface=veth0".into()
+            ],
+            mbufs: 4095,
+        }
+    );
+    let p = &c.ports[0];
+    assert_eq!(p.backend, Backend::Dpdk);
+    assert_eq!(p.backend.to_string(), "dpdk");
+    assert_eq!(p.device, "net_af_packet0");
+    assert_eq!(p.queues, 2);
+    assert_eq!(p.gateway, Some(IpAddr::from([10, 10, 0, 254])));
+    // No static next hop: resolved by ARP / NDP.
+    assert_eq!(p.next_hop_mac, None);
+    let p = &c.ports[1];
+    assert_eq!(p.device, "0000:3b:02.0");
+    assert_eq!(p.queues, 2);
+    assert_eq!(p.gateway, None);
+    assert_eq!(p.next_hop_mac, None);
+
+    for (text, backend) in [
+        ("\"afpacket\"", Backend::AfPacket),
+        ("\"afxdp\"", Backend::AfXdp),
+    ] {
+        let t = format!(
+            "[node]\nname = \"n\"\n[[port]]\nname = \"veth0\"\nmac = \"02:00:00:00:0a:01\"\nbackend = {text}\ngateway = \"fd00:10::fe\"\n"
+        );
+        let c = Config::from_str_with_path(&t, Path::new("mem.toml")).unwrap();
+        assert_eq!(c.ports[0].backend, backend);
+        assert_eq!(c.ports[0].backend.name(), &text[1..text.len() - 1]);
+        assert_eq!(c.ports[0].device, "veth0");
+        assert_eq!(c.ports[0].gateway, Some("fd00:10::fe".parse().unwrap()));
+    }
 }
 
 #[test]
@@ -180,6 +276,18 @@ fn example_file_is_the_documented_one() {
         "flow_idle_timeout",
         "not_vipa",
         "burst_size",
+        "cores",
+        "idle_sleep_us",
+        "idle_polls",
+        "tx_drain_us",
+        "neighbor_refresh",
+        "neighbor_timeout",
+        "eal_args",
+        "mbufs",
+        "backend",
+        "device",
+        "queues",
+        "gateway",
         "next_hop_mac",
         "mtu",
         "services",

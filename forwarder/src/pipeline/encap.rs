@@ -19,8 +19,9 @@
 //!   the way to the target keeps a flow on one path (RFC 6438 §3);
 //! * the inner packet is byte-for-byte what arrived: no TTL decrement;
 //!   Ethernet padding after it is removed;
-//! * the Ethernet header: the port's MAC as source, its next hop as
-//!   destination, the 802.1Q tag of the arriving frame kept.
+//! * the Ethernet header: the port's MAC as source, the next hop's MAC as
+//!   destination (static, or resolved: see [`crate::neighbor`]), the 802.1Q
+//!   tag of the arriving frame kept.
 //!
 //! MTU: inner length + overhead above the port MTU → with DF (or IPv6) an
 //! ICMP fragmentation-needed / packet-too-big goes back to the client with
@@ -52,6 +53,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
     l2_len: usize,
     inner_v6: bool,
     target: u32,
+    dst_mac: [u8; 6],
     hash: u64,
     ident: &mut u16,
     counters: &mut Counters,
@@ -104,13 +106,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
         IpAddr::V4(_) => EtherType::Ipv4,
         IpAddr::V6(_) => EtherType::Ipv6,
     };
-    write_ethernet(
-        &mut data[..l2_len],
-        p.next_hop_mac,
-        p.mac,
-        vlan,
-        outer_ethertype,
-    );
+    write_ethernet(&mut data[..l2_len], dst_mac, p.mac, vlan, outer_ethertype);
     let gre_proto = if inner_v6 {
         GRE_PROTO_IPV6
     } else {

@@ -19,13 +19,17 @@ mod reply;
 
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
+
 use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::{ethernet, icmpv4, icmpv6, ipv4, ipv6, EtherType};
 
 use crate::buf::PacketBuffer;
 use crate::counters::{Counter, Counters};
 use crate::flow::{FlowTable, Inserted};
+use crate::neighbor::{Lookup, Neighbors};
 use crate::port::{Burst, MAX_BURST};
+use crate::tables::NextHop;
 use crate::tables::Tables;
 
 /// Where the pipeline puts frames: the worker sends them on.
@@ -96,17 +100,31 @@ pub struct Pipeline {
     pub counters: Counters,
     /// The tables in use.
     pub tables: Arc<Tables>,
+    /// The next-hop table, shared by every worker.
+    pub neighbors: Arc<Neighbors>,
+    /// Next hops whose refresh this worker claimed during the last burst:
+    /// the worker sends the requests in buffers of their own.
+    pub refresh: ArrayVec<usize, 16>,
     /// IPv4 identification for outer headers without DF.
     ident: u16,
 }
 
 impl Pipeline {
-    /// A pipeline with an empty flow table sized by `tables`.
+    /// A pipeline with an empty flow table sized by `tables` and a
+    /// next-hop table of its own (one worker).
     pub fn new(tables: Arc<Tables>) -> Self {
+        let neighbors = Arc::new(tables.new_neighbors());
+        Self::with_neighbors(tables, neighbors)
+    }
+
+    /// A pipeline sharing `neighbors` with the other workers.
+    pub fn with_neighbors(tables: Arc<Tables>, neighbors: Arc<Neighbors>) -> Self {
         Pipeline {
             flows: FlowTable::new(tables.flow_table_capacity, tables.flow_idle_timeout),
             counters: Counters::new(tables.targets.len()),
             tables,
+            neighbors,
+            refresh: ArrayVec::new(),
             ident: 0,
         }
     }
@@ -125,7 +143,7 @@ impl Pipeline {
         for (i, buf) in rx.iter_mut().enumerate() {
             self.counters.inc(Counter::RxPackets);
             self.counters.add(Counter::RxBytes, buf.len() as u64);
-            let p = self.classify(port, buf);
+            let p = self.classify(port, buf, now);
             if let Pass1::Flow(m) = p {
                 self.flows.prefetch(m.hash);
             }
@@ -154,7 +172,7 @@ impl Pipeline {
     pub fn process_one<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Verdict {
         self.counters.inc(Counter::RxPackets);
         self.counters.add(Counter::RxBytes, buf.len() as u64);
-        let verdict = match self.classify(port, buf) {
+        let verdict = match self.classify(port, buf, now) {
             Pass1::Done(v) => v,
             Pass1::Flow(m) => self.forward(port, buf, m, now),
         };
@@ -167,7 +185,7 @@ impl Pipeline {
 
     /// Pass 1: decide what the frame is; answer or hand off what is not a flow.
     #[inline]
-    fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B) -> Pass1 {
+    fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Pass1 {
         let data = buf.data();
         let Ok(eth) = ethernet::Packet::new_checked(data) else {
             return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
@@ -175,12 +193,14 @@ impl Pipeline {
         let l2_len = eth.header_len();
         match eth.payload_ethertype() {
             EtherType::Ipv4 => self.classify_v4(port, buf, l2_len),
-            EtherType::Ipv6 => self.classify_v6(port, buf, l2_len),
+            EtherType::Ipv6 => self.classify_v6(port, buf, l2_len, now),
             EtherType::Arp => Pass1::Done(reply::arp(
                 &self.tables,
+                &self.neighbors,
                 port,
                 buf,
                 l2_len,
+                now,
                 &mut self.counters,
             )),
             EtherType::Vlan => Pass1::Done(Verdict::Drop(Counter::DropVlanStacked)),
@@ -273,7 +293,13 @@ impl Pipeline {
     }
 
     #[inline]
-    fn classify_v6<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, l2_len: usize) -> Pass1 {
+    fn classify_v6<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        l2_len: usize,
+        now: u32,
+    ) -> Pass1 {
         let data = buf.data();
         let Ok(ip) = ipv6::Packet::new_checked(&data[l2_len..]) else {
             return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
@@ -291,9 +317,11 @@ impl Pipeline {
         {
             return Pass1::Done(reply::neighbor(
                 &self.tables,
+                &self.neighbors,
                 port,
                 buf,
                 l2_len,
+                now,
                 &mut self.counters,
             ));
         }
@@ -388,6 +416,18 @@ impl Pipeline {
                 t
             }
         };
+        let dst_mac = match self.tables.next_hop(port, target) {
+            NextHop::Static(mac) => mac,
+            NextHop::Resolve(id) => match self.neighbors.lookup(id, now) {
+                Lookup::Reachable(mac) => mac,
+                Lookup::Stale(mac) => {
+                    let _ = self.refresh.try_push(id);
+                    mac
+                }
+                Lookup::Request => return self.request_in_place(port, buf, id),
+                Lookup::Pending => return Verdict::Drop(Counter::DropNeighborUnresolved),
+            },
+        };
         let verdict = encap::encapsulate(
             &self.tables,
             port,
@@ -395,6 +435,7 @@ impl Pipeline {
             m.l2_len as usize,
             m.v6,
             target,
+            dst_mac,
             m.hash,
             &mut self.ident,
             &mut self.counters,
@@ -403,6 +444,66 @@ impl Pipeline {
             self.counters.inc(Counter::IcmpErrorsForwarded);
         }
         verdict
+    }
+}
+
+impl Pipeline {
+    /// The next hop `id` is unknown: this packet cannot go, so its buffer
+    /// carries the request that will let the next ones go.
+    fn request_in_place<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        id: usize,
+    ) -> Verdict {
+        let vlan = ethernet::Packet::new_unchecked(buf.data()).vlan_tag();
+        match self.neighbors.next_hop(id) {
+            Some((address, _))
+                if reply::neighbor_request(&self.tables, port, address, vlan, buf) =>
+            {
+                self.counters.inc(Counter::NeighborRequests);
+                Verdict::Tx
+            }
+            _ => Verdict::Drop(Counter::DropNeighborUnresolved),
+        }
+    }
+
+    /// Writes into `buf` a request for next hop `id` (for the worker's
+    /// refreshes and start-up resolution); returns the port it must leave by.
+    pub fn build_neighbor_request<B: PacketBuffer>(
+        &mut self,
+        id: usize,
+        buf: &mut B,
+    ) -> Option<usize> {
+        let (address, port) = self.neighbors.next_hop(id)?;
+        if !reply::neighbor_request(&self.tables, port, address, None, buf) {
+            return None;
+        }
+        self.counters.inc(Counter::NeighborRequests);
+        Some(port)
+    }
+
+    /// Writes into `buf` an announcement of VIPA number `vipa` from `port`
+    /// (gratuitous ARP or unsolicited neighbour advertisement).
+    pub fn build_announcement<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        vipa: usize,
+        buf: &mut B,
+    ) -> bool {
+        let Some(v) = self.tables.vipas.get(vipa) else {
+            return false;
+        };
+        let address = v.address;
+        if !reply::announce(&self.tables, port, address, buf) {
+            return false;
+        }
+        self.counters.inc(if address.is_ipv4() {
+            Counter::GratuitousArpSent
+        } else {
+            Counter::UnsolicitedNaSent
+        });
+        true
     }
 }
 

@@ -6,7 +6,7 @@
 //! port's MAC as the source: each port answers for the VIPAs with its own
 //! address, so a switch learns every port and a port failure is survivable.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vipa_proto::wire::{
     arp, checksum, ethernet, icmpv4, icmpv6, ipv4, ipv6, EtherType, EthernetAddress,
@@ -16,6 +16,7 @@ use super::encap::write_ethernet;
 use super::Verdict;
 use crate::buf::PacketBuffer;
 use crate::counters::{Counter, Counters};
+use crate::neighbor::Neighbors;
 use crate::tables::Tables;
 
 const REPLY_TTL: u8 = 64;
@@ -40,11 +41,14 @@ fn vlan_of(data: &[u8]) -> Option<u16> {
 
 /// ARP: a request for an owned VIPA gets a reply from this port's MAC;
 /// anything else goes to the host.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn arp<B: PacketBuffer>(
     tables: &Tables,
+    neighbors: &Neighbors,
     port: usize,
     buf: &mut B,
     l2_len: usize,
+    now: u32,
     counters: &mut Counters,
 ) -> Verdict {
     let data = buf.data();
@@ -53,6 +57,16 @@ pub(super) fn arp<B: PacketBuffer>(
         Err(vipa_proto::wire::Error::Truncated) => return Verdict::Drop(Counter::DropMalformed),
         Err(_) => return Verdict::Host(Counter::HostArp),
     };
+    // Any ARP from a next hop tells us where it is (RFC 826: "the sender's
+    // protocol/hardware address pair" is merged into the table).
+    if neighbors.learn(
+        IpAddr::V4(req.source_protocol_addr()),
+        port,
+        req.source_hardware_addr().0,
+        now,
+    ) {
+        counters.inc(Counter::NeighborLearned);
+    }
     let vipa = req.target_protocol_addr();
     if req.operation() != arp::Operation::Request || !tables.owns_v4(vipa) {
         return Verdict::Host(Counter::HostArp);
@@ -87,11 +101,14 @@ pub(super) fn arp<B: PacketBuffer>(
 
 /// Neighbour discovery: a solicitation for an owned IPv6 VIPA gets an
 /// advertisement with this port's MAC; other ND messages go to the host.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn neighbor<B: PacketBuffer>(
     tables: &Tables,
+    neighbors: &Neighbors,
     port: usize,
     buf: &mut B,
     l2_len: usize,
+    now: u32,
     counters: &mut Counters,
 ) -> Verdict {
     let data = buf.data();
@@ -100,6 +117,22 @@ pub(super) fn neighbor<B: PacketBuffer>(
     let Ok(icmp) = icmpv6::Packet::new_checked(ip.payload()) else {
         return Verdict::Drop(Counter::DropMalformed);
     };
+    if icmp.msg_type() == icmpv6::Message::NeighborAdvert {
+        // RFC 4861 §7.2.5: an advertisement updates the entry of its target.
+        if ip.hop_limit() == ND_HOP_LIMIT && ip.payload().len() >= NS_MIN_LEN {
+            let mac = match icmp.target_lladdr() {
+                Ok(Some(m)) => Some(m),
+                Ok(None) => Some(ethernet::Packet::new_unchecked(data).src_addr()),
+                Err(_) => None,
+            };
+            if let Some(m) = mac {
+                if neighbors.learn(IpAddr::V6(icmp.target_addr()), port, m.0, now) {
+                    counters.inc(Counter::NeighborLearned);
+                }
+            }
+        }
+        return Verdict::Host(Counter::HostNdp);
+    }
     if icmp.msg_type() != icmpv6::Message::NeighborSolicit {
         return Verdict::Host(Counter::HostNdp);
     }
@@ -140,30 +173,9 @@ pub(super) fn neighbor<B: PacketBuffer>(
         target_addr: target,
         lladdr: Some(EthernetAddress(my_mac)),
     };
-    let icmp_len = na.buffer_len();
-    let frame_len = l2_len + ipv6::HEADER_LEN + icmp_len;
-    if !resize(buf, frame_len) {
+    if !write_ipv6_icmp(buf, l2_len, mac_dst, my_mac, vlan, target, ip_dst, &na) {
         return Verdict::Drop(Counter::DropNoBufferRoom);
     }
-    let data = buf.data_mut();
-    write_ethernet(&mut data[..l2_len], mac_dst, my_mac, vlan, EtherType::Ipv6);
-    let ip_repr = ipv6::Repr {
-        src_addr: target,
-        dst_addr: ip_dst,
-        next_header: icmpv6::PROTOCOL,
-        payload_len: icmp_len,
-        hop_limit: ND_HOP_LIMIT,
-        dscp: 0,
-        ecn: 0,
-        flow_label: 0,
-    };
-    let (ip_bytes, icmp_bytes) = data[l2_len..].split_at_mut(ipv6::HEADER_LEN);
-    ip_repr.emit(&mut ipv6::Packet::new_unchecked(ip_bytes));
-    na.emit(
-        &target,
-        &ip_dst,
-        &mut icmpv6::Packet::new_unchecked(icmp_bytes),
-    );
     counters.inc(Counter::NeighborAdverts);
     Verdict::Tx
 }
@@ -365,4 +377,145 @@ pub(super) fn too_big<B: PacketBuffer>(
         counters.inc(Counter::IcmpFragNeededSent);
     }
     Verdict::Tx
+}
+
+/// Writes into `buf` a request for next hop `address` from `port`: an ARP
+/// request (broadcast, sender = the node's IPv4 tunnel address) or a
+/// neighbour solicitation (to the solicited-node group, source = the IPv6
+/// tunnel address, with our link-layer address, RFC 4861 §7.2.2). False
+/// when the node has no source address of that family or the buffer is too small.
+pub(crate) fn neighbor_request<B: PacketBuffer>(
+    tables: &Tables,
+    port: usize,
+    address: IpAddr,
+    vlan: Option<u16>,
+    buf: &mut B,
+) -> bool {
+    let my_mac = tables.ports[port].mac;
+    let l2_len = if vlan.is_some() {
+        ethernet::VLAN_HEADER_LEN
+    } else {
+        ethernet::HEADER_LEN
+    };
+    match address {
+        IpAddr::V4(target) => {
+            let Some(source) = tables.tunnel_source_v4 else {
+                return false;
+            };
+            let repr = arp::Repr {
+                operation: arp::Operation::Request,
+                source_hardware_addr: EthernetAddress(my_mac),
+                source_protocol_addr: source,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: target,
+            };
+            let len = l2_len + repr.buffer_len();
+            if !resize(buf, len) {
+                return false;
+            }
+            let data = buf.data_mut();
+            write_ethernet(&mut data[..l2_len], [0xff; 6], my_mac, vlan, EtherType::Arp);
+            repr.emit(&mut arp::Packet::new_unchecked(&mut data[l2_len..len]));
+            true
+        }
+        IpAddr::V6(target) => {
+            let Some(source) = tables.tunnel_source_v6 else {
+                return false;
+            };
+            let group = ipv6::solicited_node_multicast(&target);
+            let g = group.octets();
+            let ns = icmpv6::Repr::NeighborSolicit {
+                target_addr: target,
+                lladdr: Some(EthernetAddress(my_mac)),
+            };
+            write_ipv6_icmp(
+                buf,
+                l2_len,
+                [0x33, 0x33, g[12], g[13], g[14], g[15]],
+                my_mac,
+                vlan,
+                source,
+                group,
+                &ns,
+            )
+        }
+    }
+}
+
+/// Writes into `buf` an announcement of VIPA `vipa` from `port`: a
+/// gratuitous ARP request (RFC 5227 §3 "ARP Announcement": sender and target
+/// protocol address both the VIPA, broadcast) or an unsolicited neighbour
+/// advertisement to all-nodes with the override flag (RFC 4861 §7.2.6).
+pub(crate) fn announce<B: PacketBuffer>(
+    tables: &Tables,
+    port: usize,
+    vipa: IpAddr,
+    buf: &mut B,
+) -> bool {
+    let my_mac = tables.ports[port].mac;
+    let l2_len = ethernet::HEADER_LEN;
+    match vipa {
+        IpAddr::V4(a) => {
+            let repr = arp::Repr {
+                operation: arp::Operation::Request,
+                source_hardware_addr: EthernetAddress(my_mac),
+                source_protocol_addr: a,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: a,
+            };
+            let len = l2_len + repr.buffer_len();
+            if !resize(buf, len) {
+                return false;
+            }
+            let data = buf.data_mut();
+            write_ethernet(&mut data[..l2_len], [0xff; 6], my_mac, None, EtherType::Arp);
+            repr.emit(&mut arp::Packet::new_unchecked(&mut data[l2_len..len]));
+            true
+        }
+        IpAddr::V6(a) => {
+            let na = icmpv6::Repr::NeighborAdvert {
+                router_flag: false,
+                solicited_flag: false,
+                override_flag: true,
+                target_addr: a,
+                lladdr: Some(EthernetAddress(my_mac)),
+            };
+            write_ipv6_icmp(buf, l2_len, ALL_NODES_MAC, my_mac, None, a, ALL_NODES, &na)
+        }
+    }
+}
+
+/// Ethernet + IPv6 (hop limit 255) + a neighbour-discovery message, sized exactly.
+#[allow(clippy::too_many_arguments)]
+fn write_ipv6_icmp<B: PacketBuffer>(
+    buf: &mut B,
+    l2_len: usize,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    vlan: Option<u16>,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    msg: &icmpv6::Repr,
+) -> bool {
+    let icmp_len = msg.buffer_len();
+    let len = l2_len + ipv6::HEADER_LEN + icmp_len;
+    if !resize(buf, len) {
+        return false;
+    }
+    let data = buf.data_mut();
+    write_ethernet(&mut data[..l2_len], dst_mac, src_mac, vlan, EtherType::Ipv6);
+    let ip_repr = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: icmpv6::PROTOCOL,
+        payload_len: icmp_len,
+        hop_limit: ND_HOP_LIMIT,
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+    };
+    let (ip_bytes, icmp_bytes) = data[l2_len..].split_at_mut(ipv6::HEADER_LEN);
+    ip_repr.emit(&mut ipv6::Packet::new_unchecked(ip_bytes));
+    msg.emit(&src, &dst, &mut icmpv6::Packet::new_unchecked(icmp_bytes));
+    true
 }

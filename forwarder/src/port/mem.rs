@@ -11,7 +11,6 @@ use super::{Burst, PortQueue};
 use crate::buf::HeapBuf;
 
 /// An in-memory port queue.
-#[derive(Default)]
 pub struct MemPort {
     /// Frames waiting to be received.
     pub rx: VecDeque<HeapBuf>,
@@ -23,6 +22,8 @@ pub struct MemPort {
     pub pool: Vec<HeapBuf>,
     /// Most frames the tx ring holds; transmit beyond it leaves frames unsent.
     pub tx_capacity: Option<usize>,
+    /// Link state reported to the worker (tests flip it).
+    pub link: bool,
     /// Drop every n-th received frame (0 = never): a lossy link.
     pub rx_loss_every: usize,
     /// Swap every n-th pair of received frames (0 = never): a reordering link.
@@ -30,8 +31,24 @@ pub struct MemPort {
     rx_seen: usize,
 }
 
+impl Default for MemPort {
+    fn default() -> Self {
+        MemPort {
+            rx: VecDeque::new(),
+            tx: VecDeque::new(),
+            host: VecDeque::new(),
+            pool: Vec::new(),
+            tx_capacity: None,
+            link: true,
+            rx_loss_every: 0,
+            rx_reorder_every: 0,
+            rx_seen: 0,
+        }
+    }
+}
+
 impl MemPort {
-    /// An empty port.
+    /// An empty port with link.
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,6 +112,18 @@ impl PortQueue for MemPort {
     #[inline]
     fn free(&mut self, buf: HeapBuf) {
         self.pool.push(buf);
+    }
+
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(
+            self.pool
+                .pop()
+                .unwrap_or_else(|| HeapBuf::with_capacity(2048)),
+        )
+    }
+
+    fn link_up(&self) -> bool {
+        self.link
     }
 }
 

@@ -5,6 +5,10 @@
 //! benchmarks, the capture replay and (in later backends) DPDK, AF_XDP and
 //! AF_PACKET all run the very same pipeline code.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mem;
 pub mod pcap;
 
@@ -39,5 +43,20 @@ pub trait PortQueue {
     #[inline]
     fn free(&mut self, buf: Self::Buf) {
         drop(buf);
+    }
+
+    /// An empty buffer for a frame the data plane originates (gratuitous
+    /// ARP, neighbour requests), or `None` when the backend cannot give one
+    /// now; those frames are then skipped (announcements) or built in the
+    /// buffer of a packet that needs them (requests).
+    #[inline]
+    fn alloc(&mut self) -> Option<Self::Buf> {
+        None
+    }
+
+    /// Whether the port has link. Backends that cannot tell say `true`.
+    #[inline]
+    fn link_up(&self) -> bool {
+        true
     }
 }

@@ -213,6 +213,10 @@ impl PortQueue for PcapPort {
         );
     }
 
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(HeapBuf::with_capacity(2048))
+    }
+
     fn to_host(&mut self, frames: &mut Burst<HeapBuf>) {
         match &mut self.host {
             Some((w, p)) => Self::write_all(w, p, self.burst_time, frames, &mut self.error),

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::{MacAddr, Service};
+use super::{Backend, MacAddr, Service};
 
 /// Where in which file: 1-based line and column (in characters).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,13 +31,13 @@ impl fmt::Display for Location {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    #[error("{}: cannot read the configuration file: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why. Part of the message, and deliberately not the error's
+        /// `source()`: a caller printing the chain would say it twice.
+        cause: std::io::Error,
     },
     /// The text is not valid TOML.
     #[error("{location}: not valid TOML: {message}")]
@@ -217,10 +217,58 @@ pub enum Problem {
         first_line: usize,
     },
     /// No `[[port]]` at all.
-    #[error(
-        "no port is configured; add at least one [[port]] table with name, mac and next_hop_mac"
-    )]
+    #[error("no port is configured; add at least one [[port]] table with name and mac")]
     NoPorts,
+    /// `forwarder.cores` is an empty array.
+    #[error(
+        "no core is listed, so no worker would run; list at least one CPU id, e.g. cores = [0]"
+    )]
+    NoCores,
+    /// The same CPU twice in `forwarder.cores`.
+    #[error("CPU {core} is listed twice (first as cores[{first_index}]); each core runs one worker, list it once")]
+    DuplicateCore {
+        /// The CPU id.
+        core: usize,
+        /// Its first index in the array.
+        first_index: usize,
+    },
+    /// `neighbor_timeout` not above `neighbor_refresh`.
+    #[error("{timeout} s is not more than neighbor_refresh ({refresh} s), so next hops would be forgotten before they are refreshed; set neighbor_timeout to more than {refresh}, e.g. {}", refresh * 4)]
+    NeighborTimeoutTooShort {
+        /// `neighbor_timeout`, seconds.
+        timeout: u64,
+        /// `neighbor_refresh`, seconds.
+        refresh: u64,
+    },
+    /// A port's `queues` differs from the number of worker cores.
+    #[error("queues = {queues}, but forwarder.cores lists {cores} core{}: each worker owns one queue of every port, so queues must equal the number of cores; set queues = {cores} or remove the key", if *cores == 1 { "" } else { "s" })]
+    QueuesNotCores {
+        /// As written.
+        queues: u16,
+        /// Number of cores configured.
+        cores: usize,
+    },
+    /// A port whose backend differs from the first port's.
+    #[error("backend \"{backend}\" differs from \"{first}\", the backend of the port at line {first_line}; all ports must use one backend for now")]
+    MixedBackends {
+        /// This port's backend.
+        backend: Backend,
+        /// The first port's backend.
+        first: Backend,
+        /// Where the first port is.
+        first_line: usize,
+    },
+    /// An interface name longer than Linux allows.
+    #[error("{device:?} is {len} bytes long, and Linux interface names are at most 15 bytes; use the name `ip link` shows")]
+    DeviceNameTooLong {
+        /// As written.
+        device: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Both a static next-hop MAC and a gateway to resolve.
+    #[error("both next_hop_mac and gateway are set, and next_hop_mac would win; keep gateway to resolve the next hop with ARP / NDP, or next_hop_mac for a static one")]
+    GatewayAndStaticNextHop,
     /// Two VIPAs with the same address.
     #[error("VIPA {address} is already defined at line {first_line}; define each VIPA once")]
     DuplicateVipa {

@@ -17,8 +17,8 @@
 //!   a missing key, the line of the table it is missing from). Unknown keys
 //!   are errors: a misspelt key silently ignored is worse than a refusal.
 //! - **Only the first error is reported**, in the order: syntax, `[node]`,
-//!   `[forwarder]`, `[[port]]`, `[[vipa]]`, then checks that span sections
-//!   (MTU against IPv6).
+//!   `[forwarder]`, `[dpdk]`, `[[port]]`, `[[vipa]]`, then checks that span
+//!   sections (MTU against IPv6).
 //! - **Outer family follows the target.** An IPv4 target is reached with GRE
 //!   over IPv4 from `node.tunnel_source_v4`, an IPv6 target with GRE over
 //!   IPv6 from `node.tunnel_source_v6`; both sources are optional, but every
@@ -29,8 +29,18 @@
 //!   of its targets (24 bytes over IPv4, 44 over IPv6): a packet-too-big
 //!   message may not announce less than 1280, so the forwarder must be able
 //!   to carry a 1280-byte IPv6 packet to any target.
-//! - **`next_hop_mac` is required** for now: encapsulated frames go to one
-//!   static L2 next hop per port. Resolving it with ARP / NDP comes later.
+//! - **Next hops.** A port's `next_hop_mac` is an optional static override:
+//!   every encapsulated frame leaving the port goes to that MAC. Without it
+//!   the data plane resolves next hops itself with ARP / NDP: the port's
+//!   `gateway` when one is set, otherwise each target directly (targets on
+//!   the port's segment). Setting both is refused: one of them would be
+//!   silently ignored.
+//! - **One queue of every port per worker.** `forwarder.cores` lists the CPUs
+//!   that run a worker each; every worker owns one queue of every port, so a
+//!   port's `queues` must equal the number of cores (and defaults to it).
+//! - **One backend for all ports, for now.** The workers are generic over the
+//!   port type, so one forwarder process drives one kind of port; mixing
+//!   `afpacket` and `dpdk` ports is refused with that reason.
 //! - **Maglev keys.** A target's Maglev key is its address as `std` prints it
 //!   ([`TargetConfig::maglev_key`]), so every node builds the same table
 //!   whatever the spelling in the file (`fd00:20:0::11` and `fd00:20::11`
@@ -74,6 +84,24 @@ pub const GRE_OVERHEAD_V6: u16 = 44;
 pub const DEFAULT_WEIGHT: u32 = 1;
 /// Largest target `weight`.
 pub const MAX_WEIGHT: u32 = 65535;
+/// Default `forwarder.cores`: one worker on CPU 0.
+pub const DEFAULT_CORES: &[usize] = &[0];
+/// Largest CPU id accepted in `forwarder.cores` (Linux's `NR_CPUS` limit).
+pub const MAX_CORE_ID: usize = 8191;
+/// Default `forwarder.idle_sleep_us`.
+pub const DEFAULT_IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// Default `forwarder.idle_polls`.
+pub const DEFAULT_IDLE_POLLS: u32 = 1000;
+/// Default `forwarder.tx_drain_us`.
+pub const DEFAULT_TX_DRAIN: Duration = Duration::from_micros(100);
+/// Default `forwarder.neighbor_refresh`.
+pub const DEFAULT_NEIGHBOR_REFRESH: Duration = Duration::from_secs(30);
+/// Default `forwarder.neighbor_timeout`.
+pub const DEFAULT_NEIGHBOR_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default `dpdk.mbufs`: mbufs per pool (2ⁿ − 1 is what DPDK's mempool likes).
+pub const DEFAULT_MBUFS: u32 = 8191;
+/// Largest `port.queues`.
+pub const MAX_QUEUES: u16 = 1024;
 
 /// A whole configuration file, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +110,11 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[forwarder]`: data-plane tuning (all optional).
     pub forwarder: ForwarderConfig,
-    /// `[[port]]`: the network ports, in file order (at least one).
+    /// `[dpdk]`: DPDK settings, used when the ports' backend is `dpdk`
+    /// (all optional).
+    pub dpdk: DpdkConfig,
+    /// `[[port]]`: the network ports, in file order (at least one, all of
+    /// one [`Backend`]).
     pub ports: Vec<PortConfig>,
     /// `[[vipa]]`: the VIPAs, in file order (possibly none).
     pub vipas: Vec<VipaConfig>,
@@ -123,6 +155,27 @@ pub struct ForwarderConfig {
     pub not_vipa: NotVipa,
     /// Packets received / transmitted per burst (1..=64; default 32).
     pub burst_size: usize,
+    /// `cores`: the CPU ids that run one worker thread each, pinned, in file
+    /// order (non-empty, distinct, 0..=8191; default `[0]`). Worker `i` runs
+    /// on `cores[i]` and owns queue `i` of every port.
+    pub cores: Vec<usize>,
+    /// `idle_sleep_us`: how long a worker sleeps after `idle_polls`
+    /// consecutive polls that received nothing (0..=1 s; default 50 µs).
+    /// Zero: busy-poll forever.
+    pub idle_sleep: Duration,
+    /// `idle_polls`: consecutive empty polls before a worker starts
+    /// sleeping (1..=10⁹; default 1000).
+    pub idle_polls: u32,
+    /// `tx_drain_us`: the longest a partial transmit batch waits before it
+    /// is sent (0..=1 s; default 100 µs; 0 = send at the end of every poll).
+    pub tx_drain: Duration,
+    /// `neighbor_refresh`: a resolved next hop older than this is asked
+    /// again while still used (whole seconds, 1..=86400; default 30 s).
+    pub neighbor_refresh: Duration,
+    /// `neighbor_timeout`: a next hop not confirmed for this long is
+    /// forgotten (whole seconds, more than `neighbor_refresh`, at most
+    /// 86400; default 120 s).
+    pub neighbor_timeout: Duration,
 }
 
 impl Default for ForwarderConfig {
@@ -132,7 +185,67 @@ impl Default for ForwarderConfig {
             flow_idle_timeout: DEFAULT_FLOW_IDLE_TIMEOUT,
             not_vipa: NotVipa::Host,
             burst_size: DEFAULT_BURST_SIZE,
+            cores: DEFAULT_CORES.to_vec(),
+            idle_sleep: DEFAULT_IDLE_SLEEP,
+            idle_polls: DEFAULT_IDLE_POLLS,
+            tx_drain: DEFAULT_TX_DRAIN,
+            neighbor_refresh: DEFAULT_NEIGHBOR_REFRESH,
+            neighbor_timeout: DEFAULT_NEIGHBOR_TIMEOUT,
         }
+    }
+}
+
+/// `[dpdk]`; every key is optional. Read only when the ports' backend is
+/// `dpdk`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpdkConfig {
+    /// `eal_args`: arguments passed to `rte_eal_init` after the program
+    /// name, in file order (default none), e.g. `["--no-huge", "--no-pci",
+    /// "--vdev=net_af_packet0,iface=veth0"]`.
+    pub eal_args: Vec<String>,
+    /// `mbufs`: mbufs in each pool (one pool per NUMA socket; 511..=16777215;
+    /// default 8191).
+    pub mbufs: u32,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            eal_args: Vec::new(),
+            mbufs: DEFAULT_MBUFS,
+        }
+    }
+}
+
+/// `port.backend`: how the forwarder reaches a port's queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// `"afpacket"`: Linux AF_PACKET sockets with TPACKET_V3 rings and
+    /// `PACKET_FANOUT`; runs anywhere, the default.
+    #[default]
+    AfPacket,
+    /// `"afxdp"`: AF_XDP sockets with an XDP program that passes everything
+    /// else to the kernel.
+    AfXdp,
+    /// `"dpdk"`: a DPDK ethdev (PCI address or vdev name); needs a build
+    /// with the `dpdk` feature.
+    Dpdk,
+}
+
+impl Backend {
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::AfPacket => "afpacket",
+            Backend::AfXdp => "afxdp",
+            Backend::Dpdk => "dpdk",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -157,8 +270,24 @@ pub struct PortConfig {
     /// IP MTU of the port (576..=9216, default 1500; see the module docs
     /// for IPv6).
     pub mtu: u16,
-    /// Static L2 next hop for encapsulated frames (unicast).
-    pub next_hop_mac: MacAddr,
+    /// How the port is driven (default [`Backend::AfPacket`]); the same for
+    /// every port.
+    pub backend: Backend,
+    /// The device: an interface name for `afpacket` / `afxdp` (at most 15
+    /// bytes), a PCI address or vdev name for `dpdk` (default: the port's
+    /// `name`).
+    pub device: String,
+    /// Queues opened on the device: always the number of
+    /// [`ForwarderConfig::cores`], since each worker owns one queue of every
+    /// port.
+    pub queues: u16,
+    /// Next hop for every encapsulated frame of this port, resolved by ARP /
+    /// NDP (unicast; optional).
+    pub gateway: Option<IpAddr>,
+    /// Static L2 next hop for encapsulated frames (unicast; optional). When
+    /// absent, next hops are resolved by ARP / NDP: the `gateway`, or each
+    /// target on the segment directly.
+    pub next_hop_mac: Option<MacAddr>,
 }
 
 /// `[[vipa]]`.
@@ -369,9 +498,9 @@ impl Config {
     /// [`ConfigError::Read`] if the file cannot be read, otherwise as
     /// [`Config::from_str_with_path`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::from_str_with_path(&text, path)
     }

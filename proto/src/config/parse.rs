@@ -9,22 +9,41 @@ use std::time::Duration;
 use super::error::{AddressFamily, ConfigError, Location, Problem};
 use super::tree::{self, Item, Key, Value};
 use super::{
-    Config, Distribution, ForwarderConfig, MacAddr, NodeConfig, NotVipa, PortConfig, Service,
-    ServiceParseError, TargetConfig, VipaConfig, DEFAULT_BURST_SIZE, DEFAULT_FLOW_IDLE_TIMEOUT,
-    DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_MTU, DEFAULT_WEIGHT, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6,
-    IPV6_MIN_MTU, MAX_BURST_SIZE, MAX_MTU, MAX_WEIGHT, MIN_MTU,
+    Backend, Config, Distribution, DpdkConfig, ForwarderConfig, MacAddr, NodeConfig, NotVipa,
+    PortConfig, Service, ServiceParseError, TargetConfig, VipaConfig, DEFAULT_BURST_SIZE,
+    DEFAULT_CORES, DEFAULT_FLOW_IDLE_TIMEOUT, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_IDLE_POLLS,
+    DEFAULT_IDLE_SLEEP, DEFAULT_MBUFS, DEFAULT_MTU, DEFAULT_NEIGHBOR_REFRESH,
+    DEFAULT_NEIGHBOR_TIMEOUT, DEFAULT_TX_DRAIN, DEFAULT_WEIGHT, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6,
+    IPV6_MIN_MTU, MAX_BURST_SIZE, MAX_CORE_ID, MAX_MTU, MAX_QUEUES, MAX_WEIGHT, MIN_MTU,
 };
 use crate::maglev::{self, DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE};
 
-const ROOT_KEYS: &[&str] = &["node", "forwarder", "port", "vipa"];
+const ROOT_KEYS: &[&str] = &["node", "forwarder", "dpdk", "port", "vipa"];
 const NODE_KEYS: &[&str] = &["name", "tunnel_source_v4", "tunnel_source_v6"];
 const FORWARDER_KEYS: &[&str] = &[
     "flow_table_capacity",
     "flow_idle_timeout",
     "not_vipa",
     "burst_size",
+    "cores",
+    "idle_sleep_us",
+    "idle_polls",
+    "tx_drain_us",
+    "neighbor_refresh",
+    "neighbor_timeout",
 ];
-const PORT_KEYS: &[&str] = &["name", "mac", "mtu", "next_hop_mac"];
+const DPDK_KEYS: &[&str] = &["eal_args", "mbufs"];
+const PORT_KEYS: &[&str] = &[
+    "name",
+    "mac",
+    "mtu",
+    "backend",
+    "device",
+    "queues",
+    "gateway",
+    "next_hop_mac",
+];
+const BACKENDS: &[&str] = &["afpacket", "afxdp", "dpdk"];
 const VIPA_KEYS: &[&str] = &[
     "address",
     "services",
@@ -38,6 +57,16 @@ const TARGET_KEYS: &[&str] = &["address", "weight"];
 const MAX_FLOW_TABLE_CAPACITY: i64 = 1 << 30;
 /// Largest `flow_idle_timeout`: one week, in seconds.
 const MAX_FLOW_IDLE_TIMEOUT: i64 = 7 * 24 * 3600;
+/// Largest `idle_sleep_us` and `tx_drain_us`: one second, in microseconds.
+const MAX_MICROS: i64 = 1_000_000;
+/// Largest `idle_polls`.
+const MAX_IDLE_POLLS: i64 = 1_000_000_000;
+/// Largest `neighbor_refresh` and `neighbor_timeout`: one day, in seconds.
+const MAX_NEIGHBOR_SECS: i64 = 24 * 3600;
+/// Smallest and largest `dpdk.mbufs`.
+const MBUFS: RangeInclusive<i64> = 511..=16_777_215;
+/// Longest Linux interface name (`IFNAMSIZ` − 1).
+const MAX_IFNAME: usize = 15;
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let ctx = Ctx::new(text, path);
@@ -60,6 +89,10 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(item) => forwarder(&ctx, item)?,
         None => ForwarderConfig::default(),
     };
+    let dpdk = match root.get("dpdk") {
+        Some(item) => dpdk(&ctx, item)?,
+        None => DpdkConfig::default(),
+    };
 
     let mut ports = Vec::new();
     let mut port_names: HashMap<String, usize> = HashMap::new();
@@ -74,7 +107,21 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     // Where each port's MTU was written, for the MTU checks at the end.
     let mut mtu_at = Vec::new();
     for (i, item) in port_items.iter().enumerate() {
-        let (p, name_at, at) = port(&ctx, item, format!("port[{i}]"))?;
+        let (p, name_at, at, backend_at) = port(&ctx, item, format!("port[{i}]"), &forwarder)?;
+        if let Some(first) = ports
+            .first()
+            .filter(|f: &&PortConfig| f.backend != p.backend)
+        {
+            return Err(ctx.invalid(
+                backend_at,
+                format!("port[{i}].backend"),
+                Problem::MixedBackends {
+                    backend: p.backend,
+                    first: first.backend,
+                    first_line: ctx.line(port_items[0].span.start),
+                },
+            ));
+        }
         if let Some(&first) = port_names.get(&p.name) {
             return Err(ctx.invalid(
                 name_at,
@@ -117,6 +164,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         node,
         forwarder,
+        dpdk,
         ports,
         vipas: vipas.into_iter().map(|(v, _)| v).collect(),
     })
@@ -178,21 +226,124 @@ fn forwarder(ctx: &Ctx<'_>, item: &Item) -> Result<ForwarderConfig, ConfigError>
         Some(i) => ctx.integer(i, &t.field("burst_size"), 1..=MAX_BURST_SIZE as i64)? as usize,
         None => DEFAULT_BURST_SIZE,
     };
+    let cores = match t.get("cores") {
+        Some(i) => cores(ctx, i, &t.field("cores"))?,
+        None => DEFAULT_CORES.to_vec(),
+    };
+    let idle_sleep = match t.get("idle_sleep_us") {
+        Some(i) => {
+            Duration::from_micros(ctx.integer(i, &t.field("idle_sleep_us"), 0..=MAX_MICROS)? as u64)
+        }
+        None => DEFAULT_IDLE_SLEEP,
+    };
+    let idle_polls = match t.get("idle_polls") {
+        Some(i) => ctx.integer(i, &t.field("idle_polls"), 1..=MAX_IDLE_POLLS)? as u32,
+        None => DEFAULT_IDLE_POLLS,
+    };
+    let tx_drain = match t.get("tx_drain_us") {
+        Some(i) => {
+            Duration::from_micros(ctx.integer(i, &t.field("tx_drain_us"), 0..=MAX_MICROS)? as u64)
+        }
+        None => DEFAULT_TX_DRAIN,
+    };
+    let neighbor_refresh = match t.get("neighbor_refresh") {
+        Some(i) => Duration::from_secs(ctx.integer(
+            i,
+            &t.field("neighbor_refresh"),
+            1..=MAX_NEIGHBOR_SECS,
+        )? as u64),
+        None => DEFAULT_NEIGHBOR_REFRESH,
+    };
+    let neighbor_timeout = match t.get("neighbor_timeout") {
+        Some(i) => Duration::from_secs(ctx.integer(
+            i,
+            &t.field("neighbor_timeout"),
+            2..=MAX_NEIGHBOR_SECS,
+        )? as u64),
+        None => DEFAULT_NEIGHBOR_TIMEOUT,
+    };
+    if neighbor_timeout <= neighbor_refresh {
+        // Point at whichever of the two was written last-resort: the
+        // timeout if written, else the refresh, else the table.
+        let (at, field) = match (t.get("neighbor_timeout"), t.get("neighbor_refresh")) {
+            (Some(i), _) => (i.span.start, "neighbor_timeout"),
+            (None, Some(i)) => (i.span.start, "neighbor_refresh"),
+            (None, None) => (item.span.start, "neighbor_timeout"),
+        };
+        return Err(ctx.invalid(
+            at,
+            t.field(field),
+            Problem::NeighborTimeoutTooShort {
+                timeout: neighbor_timeout.as_secs(),
+                refresh: neighbor_refresh.as_secs(),
+            },
+        ));
+    }
     Ok(ForwarderConfig {
         flow_table_capacity,
         flow_idle_timeout,
         not_vipa,
         burst_size,
+        cores,
+        idle_sleep,
+        idle_polls,
+        tx_drain,
+        neighbor_refresh,
+        neighbor_timeout,
     })
 }
 
-/// A port, the offset of its name and the offset of its MTU (or of its
-/// table when the MTU is the default).
+/// `forwarder.cores`: a non-empty array of distinct CPU ids.
+fn cores(ctx: &Ctx<'_>, item: &Item, field: &str) -> Result<Vec<usize>, ConfigError> {
+    let items = ctx.array(item, field)?;
+    if items.is_empty() {
+        return Err(ctx.invalid(item.span.start, field, Problem::NoCores));
+    }
+    let mut cores: Vec<usize> = Vec::with_capacity(items.len());
+    for (j, c) in items.iter().enumerate() {
+        let f = format!("{field}[{j}]");
+        let core = ctx.integer(c, &f, 0..=MAX_CORE_ID as i64)? as usize;
+        if let Some(first_index) = cores.iter().position(|&x| x == core) {
+            return Err(ctx.invalid(
+                c.span.start,
+                f,
+                Problem::DuplicateCore { core, first_index },
+            ));
+        }
+        cores.push(core);
+    }
+    Ok(cores)
+}
+
+fn dpdk(ctx: &Ctx<'_>, item: &Item) -> Result<DpdkConfig, ConfigError> {
+    let t = ctx.table(item, "dpdk".into(), DPDK_KEYS)?;
+    let eal_args = match t.get("eal_args") {
+        Some(i) => {
+            let field = t.field("eal_args");
+            ctx.array(i, &field)?
+                .iter()
+                .enumerate()
+                .map(|(j, a)| ctx.name(a, &format!("{field}[{j}]")).map(str::to_owned))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    let mbufs = match t.get("mbufs") {
+        Some(i) => ctx.integer(i, &t.field("mbufs"), MBUFS)? as u32,
+        None => DEFAULT_MBUFS,
+    };
+    Ok(DpdkConfig { eal_args, mbufs })
+}
+
+/// A port, the offset of its name, the offset of its MTU (or of its table
+/// when the MTU is the default) and the offset of its backend (or of its
+/// table).
 fn port(
     ctx: &Ctx<'_>,
     item: &Item,
     field: String,
-) -> Result<(PortConfig, usize, usize), ConfigError> {
+    forwarder: &ForwarderConfig,
+) -> Result<(PortConfig, usize, usize, usize), ConfigError> {
     let t = ctx.table(item, field, PORT_KEYS)?;
     let name_item = t.require(ctx, "name", "name = \"p0\"")?;
     let name = ctx.name(name_item, &t.field("name"))?;
@@ -207,19 +358,102 @@ fn port(
         ),
         None => (DEFAULT_MTU, item.span.start),
     };
-    let next_hop_mac = ctx.mac(
-        t.require(ctx, "next_hop_mac", "next_hop_mac = \"02:00:00:00:0a:fe\"")?,
-        &t.field("next_hop_mac"),
-    )?;
+    let (backend, backend_at) = match t.get("backend") {
+        Some(i) => (
+            match ctx.choice(i, &t.field("backend"), BACKENDS)? {
+                0 => Backend::AfPacket,
+                1 => Backend::AfXdp,
+                _ => Backend::Dpdk,
+            },
+            i.span.start,
+        ),
+        None => (Backend::default(), item.span.start),
+    };
+    let device = match t.get("device") {
+        Some(i) => {
+            let device = ctx.name(i, &t.field("device"))?;
+            if backend != Backend::Dpdk && device.len() > MAX_IFNAME {
+                return Err(ctx.invalid(
+                    i.span.start,
+                    t.field("device"),
+                    Problem::DeviceNameTooLong {
+                        device: device.to_owned(),
+                        len: device.len(),
+                    },
+                ));
+            }
+            device.to_owned()
+        }
+        None if backend != Backend::Dpdk && name.len() > MAX_IFNAME => {
+            // The device defaults to the name, which is then an interface name.
+            return Err(ctx.invalid(
+                name_item.span.start,
+                t.field("name"),
+                Problem::DeviceNameTooLong {
+                    device: name.to_owned(),
+                    len: name.len(),
+                },
+            ));
+        }
+        None => name.to_owned(),
+    };
+    let cores = forwarder.cores.len();
+    let queues = match t.get("queues") {
+        Some(i) => {
+            let q = ctx.integer(i, &t.field("queues"), 1..=MAX_QUEUES.into())? as u16;
+            if usize::from(q) != cores {
+                return Err(ctx.invalid(
+                    i.span.start,
+                    t.field("queues"),
+                    Problem::QueuesNotCores { queues: q, cores },
+                ));
+            }
+            q
+        }
+        None => match u16::try_from(cores) {
+            Ok(q) if q <= MAX_QUEUES => q,
+            _ => {
+                return Err(ctx.invalid(
+                    item.span.start,
+                    t.field("queues"),
+                    Problem::OutOfRange {
+                        value: cores as i64,
+                        min: 1,
+                        max: MAX_QUEUES.into(),
+                    },
+                ))
+            }
+        },
+    };
+    let gateway = match t.get("gateway") {
+        Some(i) => Some(ctx.address(i, &t.field("gateway"), AddressFamily::Any)?),
+        None => None,
+    };
+    let next_hop_mac = match t.get("next_hop_mac") {
+        Some(i) => Some(ctx.mac(i, &t.field("next_hop_mac"))?),
+        None => None,
+    };
+    if let (Some(_), Some(g)) = (next_hop_mac, t.get("gateway")) {
+        return Err(ctx.invalid(
+            g.span.start,
+            t.field("gateway"),
+            Problem::GatewayAndStaticNextHop,
+        ));
+    }
     Ok((
         PortConfig {
             name: name.to_owned(),
             mac,
             mtu,
+            backend,
+            device,
+            queues,
+            gateway,
             next_hop_mac,
         },
         name_item.span.start,
         mtu_at,
+        backend_at,
     ))
 }
 

@@ -1,0 +1,478 @@
+//! The DPDK harness (`scripts/bench dpdk`): vipa's real worker on one core
+//! over DPDK `net_null` virtual devices, against `dpdk-testpmd
+//! --forward-mode=5tswap` on the same devices, in the same run.
+//!
+//! # How the frames are made
+//!
+//! `net_null` with `copy=0` (its default) hands out mbufs from the port's
+//! pool with their length set to `size` (64) and their bytes untouched:
+//! whatever the buffer last held. Before timing, the harness fills every
+//! mbuf of the pool with a 64-byte TCP ACK to the benchmark VIPA, so each
+//! received frame is a real packet of an established flow. Encapsulation
+//! writes the outer headers into the headroom and over the first 14 bytes
+//! (the inner Ethernet header), so the harness's queue wrapper
+//! ([`Reframe`]) rewrites, on receive, the Ethernet header and the flow's
+//! identity (source address and port, chosen at random among `flows`):
+//! 20 bytes per frame, **inside** the timed loop — vipa pays for its own
+//! traffic generator, as if a NIC had written the frame. testpmd has no such
+//! work (5tswap swaps whatever the buffer holds).
+//!
+//! The flows are established during an untimed warm-up; every timed frame
+//! hits the flow table and is GRE-encapsulated and transmitted (the
+//! `forwarded_ratio` field says so: forwarded / received).
+//!
+//! Both cases run on the same CPU, one forwarding core each, two `net_null`
+//! ports each (testpmd pairs them; vipa's worker owns one queue of each and
+//! transmits on the port a frame came from). The figure per case is the
+//! median of one-second segments over all rounds; rounds alternate vipa and
+//! testpmd so background load hits both alike.
+//!
+//! A third line, `vipa_port_baseline`, is vipa's DPDK queue alone (receive a
+//! burst, transmit it; no pipeline): what the backend costs, so that the gap
+//! to testpmd can be split into backend and pipeline.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use vipa_forwarder::buf::PacketBuffer;
+use vipa_forwarder::counters::Counter;
+use vipa_forwarder::port::dpdk::{DpdkOptions, DpdkPort, DpdkQueue, Eal, Mbuf};
+use vipa_forwarder::port::{Burst, PortQueue};
+use vipa_forwarder::tables::Tables;
+use vipa_forwarder::worker::Worker;
+use vipa_proto::build::FrameBuilder;
+use vipa_proto::config::Config;
+use vipa_proto::wire::EthernetAddress;
+
+/// The frame length `net_null` is given and the template has.
+pub const FRAME_LEN: usize = 64;
+/// The issue's goal: vipa at least this fraction of testpmd.
+pub const GOAL: f64 = 0.65;
+const VIPA4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const PORT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0xfe];
+
+/// Harness settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// CPU of the forwarding core (vipa's worker, testpmd's forwarding lcore).
+    pub core: usize,
+    /// CPU of testpmd's main lcore (it only prints statistics).
+    pub main_core: usize,
+    /// Timed seconds per case per round.
+    pub seconds: u64,
+    /// Rounds (vipa then testpmd in each).
+    pub rounds: u32,
+    /// Established flows vipa's frames are spread over.
+    pub flows: u32,
+    /// The testpmd program.
+    pub testpmd: String,
+    /// Run only the vipa case (no testpmd, no ratio): for profiling.
+    pub vipa_only: bool,
+}
+
+/// One case: one JSON line.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    /// `vipa_established`, `vipa_port_baseline` or `testpmd_5tswap`.
+    pub case: String,
+    /// Million packets per second on one core (median of the segments).
+    pub mpps: f64,
+    /// Nanoseconds per packet at that rate.
+    pub ns_per_packet: f64,
+    /// Slowest and fastest one-second segment.
+    pub mpps_min: f64,
+    /// See `mpps_min`.
+    pub mpps_max: f64,
+    /// One-second segments measured (all rounds).
+    pub segments: usize,
+    /// Frame length in bytes.
+    pub frame_len: usize,
+    /// Established flows (vipa), 0 for testpmd.
+    pub flows: u32,
+    /// vipa: frames forwarded (GRE-encapsulated and sent) / frames received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_ratio: Option<f64>,
+    /// mpps / testpmd's mpps, measured in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_testpmd: Option<f64>,
+    /// vipa: the goal for `vs_testpmd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goal: Option<f64>,
+    /// How the case was run.
+    pub note: &'static str,
+}
+
+const VIPA_NOTE: &str = "real Worker on 2 net_null ports (size=64,copy=0), 1 core; mbufs \
+     pre-filled with TCP ACKs to a VIPA; 20 bytes per frame (Ethernet header, source \
+     address and port) rewritten on receive inside the timed loop";
+const BASELINE_NOTE: &str = "vipa's DpdkQueue alone on the same ports and core: rx_burst then \
+     tx_burst of the same burst, no pipeline, no rewriting (the backend's share of the cost)";
+const TESTPMD_NOTE: &str =
+    "dpdk-testpmd --forward-mode=5tswap on 2 net_null ports (size=64,copy=0), 1 forwarding core";
+
+/// The benchmark configuration: two ports, one IPv4 VIPA with 16 targets.
+fn config(flows: u32) -> anyhow::Result<Config> {
+    let capacity = (flows as usize * 2).max(1024);
+    let mut text = format!(
+        r#"
+[node]
+name = "bench-dpdk"
+tunnel_source_v4 = "10.10.0.1"
+
+[forwarder]
+flow_table_capacity = {capacity}
+flow_idle_timeout = 300
+
+[[port]]
+name = "p0"
+mac = "02:00:00:00:0a:01"
+mtu = 1500
+next_hop_mac = "02:00:00:00:0a:fe"
+
+[[port]]
+name = "p1"
+mac = "02:00:00:00:0b:01"
+mtu = 1500
+next_hop_mac = "02:00:00:00:0a:fe"
+
+[[vipa]]
+address = "{VIPA4}"
+services = ["tcp/80"]
+"#
+    );
+    for i in 0..16 {
+        text.push_str(&format!(
+            "[[vipa.target]]\naddress = \"10.20.0.{}\"\n",
+            11 + i
+        ));
+    }
+    Config::from_str_with_path(&text, std::path::Path::new("<bench-dpdk>"))
+        .context("the built-in DPDK benchmark configuration")
+}
+
+/// The template: a 64-byte TCP ACK from 198.18.0.1:1024 to the VIPA, port 80.
+fn template() -> Vec<u8> {
+    let b = FrameBuilder::new(EthernetAddress(ROUTER_MAC), EthernetAddress(PORT_MAC));
+    let payload = [0u8; FRAME_LEN - 14 - 20 - 20];
+    b.tcp(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+        IpAddr::V4(VIPA4),
+        1024,
+        80,
+        0x10,
+        &payload,
+    )
+}
+
+/// A DPDK queue whose received frames get their Ethernet header and flow
+/// identity rewritten (see the module docs): the traffic generator.
+pub struct Reframe {
+    inner: DpdkQueue,
+    eth: [u8; 14],
+    flows: u32,
+    rng: u64,
+}
+
+impl Reframe {
+    fn new(inner: DpdkQueue, template: &[u8], flows: u32, seed: u64) -> Self {
+        let mut eth = [0u8; 14];
+        eth.copy_from_slice(&template[..14]);
+        Reframe {
+            inner,
+            eth,
+            flows: flows.max(1),
+            rng: seed | 1,
+        }
+    }
+}
+
+impl PortQueue for Reframe {
+    type Buf = Mbuf;
+
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst<Mbuf>, max: usize) -> usize {
+        let start = out.len();
+        let n = self.inner.rx_burst(out, max);
+        for m in &mut out[start..] {
+            // xorshift64*
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let flow = (r >> 32) as u32 % self.flows;
+            let d = m.data_mut();
+            if d.len() >= 36 {
+                d[..14].copy_from_slice(&self.eth);
+                // 198.18.x.y, source port 1024 + flow % 60000.
+                let host = (flow / 60_000) as u16;
+                d[28..30].copy_from_slice(&host.to_be_bytes());
+                d[34..36].copy_from_slice(&(1024 + (flow % 60_000) as u16).to_be_bytes());
+            }
+        }
+        n
+    }
+
+    #[inline]
+    fn tx_burst(&mut self, frames: &mut Burst<Mbuf>) {
+        self.inner.tx_burst(frames);
+    }
+
+    #[inline]
+    fn to_host(&mut self, frames: &mut Burst<Mbuf>) {
+        self.inner.to_host(frames);
+    }
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        self.inner.alloc()
+    }
+
+    #[inline]
+    fn link_up(&self) -> bool {
+        self.inner.link_up()
+    }
+}
+
+/// Both ports' vdev arguments (the same for vipa and testpmd).
+fn vdevs() -> [String; 2] {
+    [
+        format!("--vdev=net_null0,size={FRAME_LEN},copy=0"),
+        format!("--vdev=net_null1,size={FRAME_LEN},copy=0"),
+    ]
+}
+
+/// EAL arguments shared by both cases (no hugepages, no PCI, no files).
+fn common_eal() -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "512",
+        "--log-level=warning",
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(vdevs());
+    a
+}
+
+/// The vipa side: EAL, ports, pool filled, worker.
+struct Vipa {
+    worker: Worker<Reframe>,
+    start: Instant,
+}
+
+impl Vipa {
+    fn new(settings: &Settings) -> anyhow::Result<Vipa> {
+        let mut args = vec!["-l".to_owned(), settings.core.to_string()];
+        args.extend(common_eal());
+        let eal = Eal::init(&args)?;
+        let opts = DpdkOptions::default();
+        let mut queues = Vec::new();
+        for (i, dev) in ["net_null0", "net_null1"].into_iter().enumerate() {
+            let mut q = DpdkPort::open(&eal, dev, 1, &opts)?;
+            queues.push((i, q.remove(0)));
+        }
+        // Fill every mbuf of the pool with the template.
+        let t = template();
+        let mut all = Vec::new();
+        while let Some(m) = queues[0].1.alloc_frame(&t) {
+            all.push(m);
+        }
+        if all.is_empty() {
+            bail!("the mbuf pool is empty");
+        }
+        drop(all);
+        let tables = Arc::new(Tables::from_config(&config(settings.flows)?)?);
+        let queues = queues
+            .into_iter()
+            .map(|(i, q)| {
+                (
+                    i,
+                    Reframe::new(q, &t, settings.flows, 0x9E37_79B9 + i as u64),
+                )
+            })
+            .collect();
+        let mut vipa = Vipa {
+            worker: Worker::new(queues, tables),
+            start: Instant::now(),
+        };
+        // Warm-up: establish the flows (untimed).
+        vipa.run_for(Duration::from_millis(500));
+        Ok(vipa)
+    }
+
+    fn now(&self) -> u32 {
+        self.start.elapsed().as_secs() as u32 + 1
+    }
+
+    /// Polls for `d`; returns (received, forwarded, elapsed).
+    fn run_for(&mut self, d: Duration) -> (u64, u64, Duration) {
+        let c = self.worker.counters();
+        let (rx0, fw0) = (c.get(Counter::RxPackets), c.get(Counter::Forwarded));
+        let t0 = Instant::now();
+        let mut now = self.now();
+        loop {
+            for _ in 0..64 {
+                self.worker.poll(now);
+            }
+            let e = t0.elapsed();
+            if e >= d {
+                let c = self.worker.counters();
+                return (
+                    c.get(Counter::RxPackets) - rx0,
+                    c.get(Counter::Forwarded) - fw0,
+                    e,
+                );
+            }
+            now = self.now();
+        }
+    }
+
+    /// The bare backend: each queue's received burst transmitted as it is
+    /// (no pipeline, no rewriting), one-second segments for `seconds`.
+    fn measure_bare(&mut self, seconds: u64) -> Vec<f64> {
+        let mut burst: Burst<Mbuf> = Burst::new();
+        (0..seconds)
+            .map(|_| {
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                loop {
+                    for _ in 0..64 {
+                        for (_, q) in self.worker.queues.iter_mut() {
+                            n += q.inner.rx_burst(&mut burst, 32) as u64;
+                            q.inner.tx_burst(&mut burst);
+                            burst.clear();
+                        }
+                    }
+                    let e = t0.elapsed();
+                    if e >= Duration::from_secs(1) {
+                        break n as f64 / e.as_secs_f64() / 1e6;
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// One-second segments for `seconds`: Mpps of each.
+    fn measure(&mut self, seconds: u64, rx: &mut u64, fw: &mut u64) -> Vec<f64> {
+        (0..seconds)
+            .map(|_| {
+                let (r, f, e) = self.run_for(Duration::from_secs(1));
+                *rx += r;
+                *fw += f;
+                r as f64 / e.as_secs_f64() / 1e6
+            })
+            .collect()
+    }
+}
+
+/// Runs testpmd for `seconds` (+2 s of start-up and warm-up) and returns
+/// its per-second Mpps (both ports' Rx-pps summed), warm-up dropped.
+fn testpmd(settings: &Settings) -> anyhow::Result<Vec<f64>> {
+    let run = settings.seconds + 8;
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "INT", &run.to_string(), &settings.testpmd]);
+    cmd.arg(format!(
+        "--lcores=0@{},1@{}",
+        settings.main_core, settings.core
+    ));
+    cmd.args(common_eal());
+    cmd.args([
+        "--",
+        "--forward-mode=5tswap",
+        "--stats-period=1",
+        "--nb-cores=1",
+        "--rxq=1",
+        "--txq=1",
+        "--burst=32",
+        "--no-mlockall",
+        "--total-num-mbufs=16384",
+    ]);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {}: install it with apt-get install dpdk",
+                settings.testpmd
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pps: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("Rx-pps:")?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .collect();
+    if pps.len() < 4 {
+        bail!(
+            "testpmd printed no statistics (exit {:?}):\n{}\n{}",
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Two ports per period; the first periods are start-up.
+    let periods: Vec<f64> = pps.chunks_exact(2).map(|p| (p[0] + p[1]) / 1e6).collect();
+    let skip = 2.min(periods.len().saturating_sub(1));
+    Ok(periods[skip..]
+        .iter()
+        .copied()
+        .take(settings.seconds as usize)
+        .collect())
+}
+
+fn summarize(case: &str, mut segs: Vec<f64>, flows: u32, note: &'static str) -> CaseResult {
+    segs.sort_by(f64::total_cmp);
+    let median = segs.get(segs.len() / 2).copied().unwrap_or(f64::NAN);
+    CaseResult {
+        case: case.into(),
+        mpps: median,
+        ns_per_packet: 1e3 / median,
+        mpps_min: segs.first().copied().unwrap_or(f64::NAN),
+        mpps_max: segs.last().copied().unwrap_or(f64::NAN),
+        segments: segs.len(),
+        frame_len: FRAME_LEN,
+        flows,
+        forwarded_ratio: None,
+        vs_testpmd: None,
+        goal: None,
+        note,
+    }
+}
+
+/// Runs the cases; returns [testpmd, port baseline, vipa] (with the
+/// ratios to testpmd), or [port baseline, vipa] when `vipa_only`.
+pub fn run(settings: &Settings) -> anyhow::Result<Vec<CaseResult>> {
+    let mut vipa = Vipa::new(settings)?;
+    let (mut vsegs, mut tsegs, mut bsegs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rx, mut fw) = (0, 0);
+    for _ in 0..settings.rounds.max(1) {
+        vsegs.extend(vipa.measure(settings.seconds, &mut rx, &mut fw));
+        bsegs.extend(vipa.measure_bare(settings.seconds.div_ceil(2)));
+        if !settings.vipa_only {
+            tsegs.extend(testpmd(settings)?);
+        }
+    }
+    let mut v = summarize("vipa_established", vsegs, settings.flows, VIPA_NOTE);
+    v.forwarded_ratio = Some(fw as f64 / rx.max(1) as f64);
+    let mut b = summarize("vipa_port_baseline", bsegs, 0, BASELINE_NOTE);
+    if settings.vipa_only {
+        return Ok(vec![b, v]);
+    }
+    let t = summarize("testpmd_5tswap", tsegs, 0, TESTPMD_NOTE);
+    v.vs_testpmd = Some(v.mpps / t.mpps);
+    v.goal = Some(GOAL);
+    b.vs_testpmd = Some(b.mpps / t.mpps);
+    Ok(vec![t, b, v])
+}
