@@ -694,6 +694,7 @@ where
             start,
             idle_polls: config.forwarder.idle_polls,
             idle_sleep: config.forwarder.idle_sleep,
+            tx_drain: config.forwarder.tx_drain,
             thread_init,
         };
         let spawned = thread::Builder::new()
@@ -802,6 +803,8 @@ struct WorkerCtx<Q: PortQueue> {
     start: Instant,
     idle_polls: u32,
     idle_sleep: Duration,
+    /// `forwarder.tx_drain_us`: the longest a partial transmit batch waits.
+    tx_drain: Duration,
     thread_init: fn(),
 }
 
@@ -832,6 +835,7 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
         "worker started"
     );
 
+    worker.set_tx_drain(ctx.tx_drain);
     let mut now = clock(ctx.start);
     worker.start(now);
     let mut published = 0;
@@ -850,6 +854,7 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
             published = now;
         }
     }
+    worker.drain_tx();
     ctx.shared.publish(worker.counters());
     tracing::debug!(worker = ctx.index, core = ctx.core, "worker stopped");
     worker.counters().clone()

@@ -5,8 +5,16 @@
 //! pipeline and hands the results to the same queue (transmit), to the host,
 //! or back to the pool (drops). Nothing here takes a lock or allocates: the
 //! bursts are fixed arrays reused from poll to poll.
+//!
+//! Transmit batching: by default each queue's frames are sent at the end of
+//! the burst that produced them. With [`Worker::set_tx_drain`] a queue's
+//! frames wait across polls until a full burst has gathered or the oldest
+//! has waited the drain time, trading up to that much latency for fewer,
+//! fuller transmit calls at low rates (under load every burst is full and
+//! goes at once). Frames to the host and drops never wait.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::counters::{Counter, Counters};
 use crate::neighbor::Neighbors;
@@ -30,6 +38,13 @@ pub struct Worker<Q: PortQueue> {
     link: Vec<bool>,
     /// Second of the last link check.
     link_checked: u32,
+    /// Per queue: frames waiting for transmit (only with a drain time).
+    pending: Vec<Burst<Q::Buf>>,
+    /// Per queue: when the oldest pending frame was queued.
+    pending_since: Vec<Option<Instant>>,
+    /// How long a partial transmit batch may wait; `None` sends every burst's
+    /// frames at its end.
+    tx_drain: Option<Duration>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -50,6 +65,8 @@ impl<Q: PortQueue> Worker<Q> {
     ) -> Self {
         let burst_size = tables.burst_size;
         let link = queues.iter().map(|(_, q)| q.link_up()).collect();
+        let pending = queues.iter().map(|_| Burst::new()).collect();
+        let pending_since = vec![None; queues.len()];
         Worker {
             queues,
             pipeline: Pipeline::with_neighbors(tables, neighbors),
@@ -59,6 +76,23 @@ impl<Q: PortQueue> Worker<Q> {
             announcer,
             link,
             link_checked: 0,
+            pending,
+            pending_since,
+            tx_drain: None,
+        }
+    }
+
+    /// Lets partial transmit batches wait up to `drain` for more frames
+    /// (`forwarder.tx_drain_us`); zero sends every burst's frames at its end.
+    pub fn set_tx_drain(&mut self, drain: Duration) {
+        self.tx_drain = (!drain.is_zero()).then_some(drain);
+    }
+
+    /// Sends every waiting transmit batch now (before stopping).
+    pub fn drain_tx(&mut self) {
+        for (i, (_, queue)) in self.queues.iter_mut().enumerate() {
+            send_pending(queue, &mut self.pending[i], &mut self.pipeline.counters);
+            self.pending_since[i] = None;
         }
     }
 
@@ -169,16 +203,48 @@ impl<Q: PortQueue> Worker<Q> {
     #[inline]
     pub fn poll(&mut self, now: u32) -> usize {
         let mut received = 0;
-        for (port, queue) in self.queues.iter_mut() {
+        let mut waiting = false;
+        for (i, (port, queue)) in self.queues.iter_mut().enumerate() {
             let port = *port;
             let n = queue.rx_burst(&mut self.rx, self.burst_size);
-            if n == 0 {
-                continue;
+            if n != 0 {
+                received += n;
+                self.pipeline
+                    .process_burst(port, &mut self.rx, now, &mut self.out);
             }
-            received += n;
-            self.pipeline
-                .process_burst(port, &mut self.rx, now, &mut self.out);
-            flush(queue, &mut self.out, &mut self.pipeline.counters);
+            let Some(_) = self.tx_drain else {
+                if n != 0 {
+                    flush(queue, &mut self.out, &mut self.pipeline.counters);
+                }
+                continue;
+            };
+            if n != 0 {
+                let pending = &mut self.pending[i];
+                // Room for this burst's frames; a burst is at most MAX_BURST.
+                if pending.len() + self.out.tx.len() > pending.capacity() {
+                    send_pending(queue, pending, &mut self.pipeline.counters);
+                    self.pending_since[i] = None;
+                }
+                if !self.out.tx.is_empty() && pending.is_empty() {
+                    self.pending_since[i] = Some(Instant::now());
+                }
+                pending.extend(self.out.tx.drain(..));
+                flush(queue, &mut self.out, &mut self.pipeline.counters);
+                if pending.len() >= self.burst_size {
+                    send_pending(queue, pending, &mut self.pipeline.counters);
+                    self.pending_since[i] = None;
+                }
+            }
+            waiting |= !self.pending[i].is_empty();
+        }
+        if let (true, Some(drain)) = (waiting, self.tx_drain) {
+            let t = Instant::now();
+            for (i, (_, queue)) in self.queues.iter_mut().enumerate() {
+                if self.pending_since[i].is_some_and(|since| t.duration_since(since) >= drain) {
+                    send_pending(queue, &mut self.pending[i], &mut self.pipeline.counters);
+                    self.pending_since[i] = None;
+                }
+            }
         }
         if !self.pipeline.refresh.is_empty() {
             let due = std::mem::take(&mut self.pipeline.refresh);
@@ -189,24 +255,31 @@ impl<Q: PortQueue> Worker<Q> {
     }
 }
 
+/// Transmits a queue's waiting frames; frees and counts what could not go.
+#[inline]
+fn send_pending<Q: PortQueue>(queue: &mut Q, pending: &mut Burst<Q::Buf>, counters: &mut Counters) {
+    if pending.is_empty() {
+        return;
+    }
+    let queued = pending.len();
+    let bytes: usize = pending.iter().map(crate::buf::PacketBuffer::len).sum();
+    queue.tx_burst(pending);
+    let unsent = pending.len();
+    let unsent_bytes: usize = pending.iter().map(crate::buf::PacketBuffer::len).sum();
+    counters.add(Counter::TxPackets, (queued - unsent) as u64);
+    counters.add(Counter::TxBytes, (bytes - unsent_bytes) as u64);
+    if unsent != 0 {
+        counters.add(Counter::DropTxFull, unsent as u64);
+        for b in pending.drain(..) {
+            queue.free(b);
+        }
+    }
+}
+
 /// Sends what the pipeline produced for one queue; frees what could not go.
 #[inline]
 fn flush<Q: PortQueue>(queue: &mut Q, out: &mut Outputs<Q::Buf>, counters: &mut Counters) {
-    if !out.tx.is_empty() {
-        let queued = out.tx.len();
-        let bytes: usize = out.tx.iter().map(crate::buf::PacketBuffer::len).sum();
-        queue.tx_burst(&mut out.tx);
-        let unsent = out.tx.len();
-        let unsent_bytes: usize = out.tx.iter().map(crate::buf::PacketBuffer::len).sum();
-        counters.add(Counter::TxPackets, (queued - unsent) as u64);
-        counters.add(Counter::TxBytes, (bytes - unsent_bytes) as u64);
-        if unsent != 0 {
-            counters.add(Counter::DropTxFull, unsent as u64);
-            for b in out.tx.drain(..) {
-                queue.free(b);
-            }
-        }
-    }
+    send_pending(queue, &mut out.tx, counters);
     if !out.host.is_empty() {
         queue.to_host(&mut out.host);
         if !out.host.is_empty() {
