@@ -51,6 +51,7 @@ use vipa_proto::config::{Backend, Config, PortConfig};
 use crate::counters::{Counter, Counters};
 use crate::neighbor::Neighbors;
 use crate::port::afpacket::{AfPacketError, AfPacketOptions, AfPacketPort};
+use crate::port::afxdp::{AfXdpError, AfXdpOptions, AfXdpPort, AfXdpQueue, XdpAddresses};
 use crate::port::PortQueue;
 use crate::tables::{Tables, TablesError};
 use crate::worker::Worker;
@@ -84,11 +85,6 @@ pub enum RunError {
     /// DPDK could not be set up (EAL initialisation).
     #[error("{0}")]
     Dpdk(String),
-    /// The ports' backend is `afxdp`, which this build does not have.
-    #[error(
-        "backend afxdp is not available in this build yet; use backend = \"afpacket\" for now"
-    )]
-    NoAfXdp,
     /// A device named in the configuration does not exist.
     #[error("port {port}: device {device:?} does not exist; the interfaces here are: {available} (see `ip link`); set device in the port's [[port]] table")]
     DeviceMissing {
@@ -355,13 +351,24 @@ pub fn run_until(
     match backend {
         Backend::AfPacket => {
             let ports = open_afpacket(config)?;
-            run_workers(config, opts, stop, tables, ports, || {})
+            run_workers(config, opts, stop, tables, ports, Vec::new(), || {})
         }
-        Backend::AfXdp => Err(RunError::NoAfXdp),
+        Backend::AfXdp => {
+            let (ports, notes) = open_afxdp(config, &tables)?;
+            run_workers(config, opts, stop, tables, ports, notes, || {})
+        }
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
             let ports = open_dpdk(config)?;
-            run_workers(config, opts, stop, tables, ports, dpdk_thread_init)
+            run_workers(
+                config,
+                opts,
+                stop,
+                tables,
+                ports,
+                Vec::new(),
+                dpdk_thread_init,
+            )
         }
         #[cfg(not(feature = "dpdk"))]
         Backend::Dpdk => Err(RunError::NoDpdk),
@@ -636,6 +643,102 @@ fn open_afpacket(config: &Config) -> Result<Vec<Vec<AfPacketPort>>, RunError> {
     Ok(ports)
 }
 
+/// Opens every port's queues with AF_XDP: per port, the XDP program
+/// (native mode, else generic) with the port's addresses and one socket per
+/// queue (zero-copy, else copy mode). Returns the queues and a line per port
+/// for the start-up summary.
+fn open_afxdp(
+    config: &Config,
+    tables: &Tables,
+) -> Result<(Vec<Vec<AfXdpQueue>>, Vec<String>), RunError> {
+    let mut ports = Vec::with_capacity(config.ports.len());
+    let mut notes = Vec::with_capacity(config.ports.len());
+    for (i, p) in config.ports.iter().enumerate() {
+        check_interface(p)?;
+        if !check_interface_facts(p) {
+            tracing::warn!(
+                port = %p.name,
+                device = %p.device,
+                "AF_XDP does not make the device promiscuous: frames to the configured mac reach the forwarder only if the device accepts them"
+            );
+        }
+        let frame_size = AfXdpOptions::frame_size_for_mtu(p.mtu).ok_or_else(|| RunError::Open {
+            port: p.name.clone(),
+            device: p.device.clone(),
+            detail: format!(
+                "mtu {} is above what the afxdp backend handles ({}); lower mtu or use backend = \"afpacket\"",
+                p.mtu,
+                4096 - 256 - 18 - crate::buf::TAILROOM
+            ),
+        })?;
+        let opts = AfXdpOptions {
+            queues: usize::from(p.queues),
+            frame_size,
+            ..AfXdpOptions::default()
+        };
+        let addrs = XdpAddresses::from_tables(tables, i);
+        let (queues, info) =
+            AfXdpPort::open(&p.device, &addrs, &opts).map_err(|e| afxdp_error(p, e))?;
+        let copy = if info.zero_copy {
+            "zero-copy"
+        } else {
+            "copy mode"
+        };
+        tracing::info!(
+            port = %p.name,
+            device = %p.device,
+            queues = queues.len(),
+            xdp_mode = info.mode_name(),
+            zero_copy = info.zero_copy,
+            "opened"
+        );
+        notes.push(format!(
+            "port {}: XDP program attached in {} mode, {} AF_XDP socket{} in {copy}",
+            p.name,
+            info.mode_name(),
+            queues.len(),
+            if queues.len() == 1 { "" } else { "s" }
+        ));
+        ports.push(queues);
+    }
+    Ok((ports, notes))
+}
+
+/// Turns an error from opening an AF_XDP port into one a person can act on.
+fn afxdp_error(p: &PortConfig, e: AfXdpError) -> RunError {
+    let port = p.name.clone();
+    let device = p.device.clone();
+    match &e {
+        AfXdpError::InterfaceMissing { .. } | AfXdpError::InvalidName { .. } => {
+            RunError::DeviceMissing {
+                port,
+                device,
+                available: interfaces().join(", "),
+            }
+        }
+        AfXdpError::PermissionDenied { .. } => RunError::Permission {
+            port,
+            device,
+            detail: e.to_string(),
+        },
+        AfXdpError::AttachBusy { .. } => RunError::Busy {
+            port,
+            device,
+            detail: e.to_string(),
+        },
+        _ if e.raw_os_error() == Some(libc::EBUSY) => RunError::Busy {
+            port,
+            device,
+            detail: e.to_string(),
+        },
+        _ => RunError::Open {
+            port,
+            device,
+            detail: e.to_string(),
+        },
+    }
+}
+
 /// What a worker thread reports once it is set up on its core.
 struct Ready {
     pinned: bool,
@@ -659,6 +762,7 @@ fn run_workers<Q>(
     stop: &Arc<AtomicBool>,
     tables: Arc<Tables>,
     ports: Vec<Vec<Q>>,
+    notes: Vec<String>,
     thread_init: fn(),
 ) -> Result<RunReport, RunError>
 where
@@ -730,7 +834,7 @@ where
             Err(_) => break,
         }
     }
-    print!("{}", summary(config, &tables, flow.0, flow.1));
+    print!("{}", summary(config, &tables, &notes, flow.0, flow.1));
     let _ = std::io::stdout().flush();
     tracing::info!(
         workers = running.len(),
@@ -871,7 +975,13 @@ fn write_stats(path: &Path, report: &RunReport) -> std::io::Result<()> {
 }
 
 /// The start-up summary: backend, ports, cores, VIPAs, flow table.
-fn summary(config: &Config, tables: &Tables, flow_capacity: usize, flow_memory: usize) -> String {
+fn summary(
+    config: &Config,
+    tables: &Tables,
+    notes: &[String],
+    flow_capacity: usize,
+    flow_memory: usize,
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let backend = config
@@ -900,6 +1010,9 @@ fn summary(config: &Config, tables: &Tables, flow_capacity: usize, flow_memory: 
             "{:<12} {:<16} {:<17} {:>5} {:>6}  {next_hop}",
             p.name, p.device, p.mac, p.mtu, p.queues
         );
+    }
+    for n in notes {
+        let _ = writeln!(s, "{n}");
     }
     let cores: Vec<String> = config
         .forwarder
@@ -1006,16 +1119,28 @@ mod tests {
     }
 
     #[test]
+    fn afxdp_missing_device_is_named() {
+        let text = "[node]\nname = \"n\"\n[[port]]\nname = \"p0\"\nbackend = \"afxdp\"\ndevice = \"vipa-nosuch0\"\nmac = \"02:00:00:00:0a:01\"\n";
+        let config = Config::from_str_with_path(text, Path::new("t.toml")).unwrap();
+        let err = run_until(
+            &config,
+            &RunOptions::default(),
+            &Arc::new(AtomicBool::new(true)),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("port p0: device \"vipa-nosuch0\" does not exist"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn backends_not_built() {
         let text = |b: &str| {
             format!("[node]\nname = \"n\"\n[[port]]\nname = \"p0\"\nbackend = \"{b}\"\nmac = \"02:00:00:00:0a:01\"\n")
         };
         let stop = Arc::new(AtomicBool::new(true));
-        let c = Config::from_str_with_path(&text("afxdp"), Path::new("t.toml")).unwrap();
-        let msg = run_until(&c, &RunOptions::default(), &stop)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("backend afxdp is not available"), "{msg}");
         if cfg!(not(feature = "dpdk")) {
             let c = Config::from_str_with_path(&text("dpdk"), Path::new("t.toml")).unwrap();
             let msg = run_until(&c, &RunOptions::default(), &stop)

@@ -302,7 +302,7 @@ fn validate(opts: &AfPacketOptions) -> Result<(), AfPacketError> {
         return bad(format!("queues = {}: use 1 to 1024", opts.queues));
     }
     if opts.frame_size < HDR_ALIGNED + 64
-        || opts.frame_size % libc::TPACKET_ALIGNMENT != 0
+        || !opts.frame_size.is_multiple_of(libc::TPACKET_ALIGNMENT)
         || opts.frame_size > 1 << 16
     {
         return bad(format!(
@@ -311,7 +311,7 @@ fn validate(opts: &AfPacketOptions) -> Result<(), AfPacketError> {
             HDR_ALIGNED + 64
         ));
     }
-    if opts.rx_block_size % page != 0 || opts.rx_block_size < opts.frame_size {
+    if !opts.rx_block_size.is_multiple_of(page) || opts.rx_block_size < opts.frame_size {
         return bad(format!(
             "rx_block_size = {}: use a multiple of the page size ({page}) of at least frame_size ({})",
             opts.rx_block_size, opts.frame_size

@@ -76,11 +76,11 @@ impl PortQueue for MemPort {
         while n < want {
             let Some(b) = self.rx.pop_front() else { break };
             self.rx_seen += 1;
-            if self.rx_loss_every != 0 && self.rx_seen % self.rx_loss_every == 0 {
+            if self.rx_loss_every != 0 && self.rx_seen.is_multiple_of(self.rx_loss_every) {
                 self.pool.push(b);
                 continue;
             }
-            if self.rx_reorder_every != 0 && self.rx_seen % self.rx_reorder_every == 0 {
+            if self.rx_reorder_every != 0 && self.rx_seen.is_multiple_of(self.rx_reorder_every) {
                 if let Some(next) = self.rx.pop_front() {
                     self.rx.push_front(b);
                     out.push(next);

@@ -7,6 +7,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod afpacket;
+#[cfg(target_os = "linux")]
+pub mod afxdp;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod mem;
