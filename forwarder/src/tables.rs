@@ -62,6 +62,51 @@ pub struct Target {
     pub address: IpAddr,
     /// The outer source address for this target's family.
     pub tunnel_source: IpAddr,
+    /// The constant part of the outer IPv4 header towards this target
+    /// (`None` for an IPv6 target).
+    pub outer_v4: Option<OuterV4>,
+}
+
+/// The outer IPv4 header towards one target, as far as it does not depend
+/// on the packet: built with the tables, so that encapsulation writes the
+/// header with three 8-byte stores and computes its checksum from a
+/// precomputed partial sum, without reading the header back.
+///
+/// The per-packet fields are DSCP/ECN (byte 1), total length, identification
+/// and the flags (bytes 2–7) and the checksum (bytes 10–11). RFC 1071 §2 (B):
+/// the one's complement sum may be added in any order, so the sum of the
+/// constant words plus the sum of the per-packet words is the sum of the
+/// whole header, and the checksum is the same as a full computation over
+/// the written header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OuterV4 {
+    /// Bytes 8–15 as a big-endian integer: TTL, protocol (GRE), a zero
+    /// checksum, source address.
+    pub ttl_proto_src: u64,
+    /// The destination address as a big-endian integer.
+    pub dst: u32,
+    /// The unfolded sum of the constant 16-bit words: version / IHL (DSCP
+    /// 0), TTL / protocol, source and destination address.
+    pub sum: u32,
+}
+
+/// Outer TTL / hop limit of encapsulated packets.
+pub const OUTER_TTL: u8 = 64;
+/// IP protocol number of GRE.
+pub const IPPROTO_GRE: u8 = 47;
+
+impl OuterV4 {
+    /// The constant part of a header from `src` to `dst`.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        let (s, d) = (u32::from(src), u32::from(dst));
+        let ttl_proto = (u32::from(OUTER_TTL) << 8) | u32::from(IPPROTO_GRE);
+        OuterV4 {
+            ttl_proto_src: (u64::from(ttl_proto) << 48) | u64::from(s),
+            dst: d,
+            // Version 4, header length 5 words: 0x45 in the high byte.
+            sum: 0x4500 + ttl_proto + (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff),
+        }
+    }
 }
 
 /// What the data plane knows about a port.
@@ -168,9 +213,14 @@ impl Tables {
                             IpAddr::V6(_) => config.node.tunnel_source_v6.map(IpAddr::V6),
                         }
                         .ok_or(TablesError::NoTunnelSource { target: t.address })?;
+                        let outer_v4 = match (t.address, tunnel_source) {
+                            (IpAddr::V4(dst), IpAddr::V4(src)) => Some(OuterV4::new(src, dst)),
+                            _ => None,
+                        };
                         targets.push(Target {
                             address: t.address,
                             tunnel_source,
+                            outer_v4,
                         });
                         targets.len() - 1
                     }

@@ -110,13 +110,19 @@ impl FlowTable {
         let timeout = self.idle_timeout;
         let i = self.index(hash);
         let b = &mut self.buckets[i];
+        // All four ways compared without a branch each (which way holds a
+        // flow is random, so per-way branches mispredict); the first live
+        // match wins, as a loop returning on the first match would.
+        let mut hits = 0u32;
         for w in 0..WAYS {
-            if b.sig[w] == hash && b.expires[w] > now {
-                b.expires[w] = now.saturating_add(timeout);
-                return Some(b.target[w]);
-            }
+            hits |= u32::from((b.sig[w] == hash) & (b.expires[w] > now)) << w;
         }
-        None
+        if hits == 0 {
+            return None;
+        }
+        let w = hits.trailing_zeros() as usize & (WAYS - 1);
+        b.expires[w] = now.saturating_add(timeout);
+        Some(b.target[w])
     }
 
     /// Records that the flow with this hash goes to `target`.

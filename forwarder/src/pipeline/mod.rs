@@ -84,6 +84,9 @@ struct FlowMeta {
     create: bool,
     /// The packet is an ICMP error about the flow (counted as such once forwarded).
     icmp_error: bool,
+    /// What encapsulation needs from the inner IP header, read while pass 1
+    /// had it at hand (pass 2 does not parse it again).
+    inner: encap::Inner,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -139,18 +142,22 @@ impl Pipeline {
         now: u32,
         out: &mut Outputs<B>,
     ) {
-        let mut pass1 = [Pass1::Done(Verdict::Tx); MAX_BURST];
-        for (i, buf) in rx.iter_mut().enumerate() {
-            self.counters.inc(Counter::RxPackets);
-            self.counters.add(Counter::RxBytes, buf.len() as u64);
+        // Filled by pass 1, one entry per frame (not initialised beyond).
+        let mut pass1: ArrayVec<Pass1, MAX_BURST> = ArrayVec::new();
+        self.counters.add(Counter::RxPackets, rx.len() as u64);
+        let mut rx_bytes = 0;
+        for buf in rx.iter_mut() {
+            rx_bytes += buf.len() as u64;
             let p = self.classify(port, buf, now);
             if let Pass1::Flow(m) = p {
                 self.flows.prefetch(m.hash);
             }
-            pass1[i] = p;
+            // rx holds at most MAX_BURST frames.
+            let _ = pass1.try_push(p);
         }
-        for (i, mut buf) in rx.drain(..).enumerate() {
-            let verdict = match pass1[i] {
+        self.counters.add(Counter::RxBytes, rx_bytes);
+        for (mut buf, p) in rx.drain(..).zip(pass1) {
+            let verdict = match p {
                 Pass1::Done(v) => v,
                 Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
             };
@@ -238,6 +245,11 @@ impl Pipeline {
         }
         let src = ip.src_addr().octets();
         let proto = ip.next_header();
+        let inner = encap::Inner {
+            len: u32::from(ip.total_len()),
+            dscp_ecn: ip.dscp_ecn(),
+            df: ip.dont_frag(),
+        };
         let payload = ip.payload();
         match proto {
             PROTO_TCP | PROTO_UDP => {
@@ -255,6 +267,7 @@ impl Pipeline {
                     v6: false,
                     create: true,
                     icmp_error: false,
+                    inner,
                 })
             }
             PROTO_ICMP => {
@@ -281,6 +294,7 @@ impl Pipeline {
                                 v6: false,
                                 create: false,
                                 icmp_error: true,
+                                inner,
                             })
                         }
                         _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
@@ -330,6 +344,12 @@ impl Pipeline {
             return self.not_vipa();
         };
         let src = ip.src_addr().octets();
+        // IPv6 is never fragmented on the path: the outer header gets DF.
+        let inner = encap::Inner {
+            len: ipv6::HEADER_LEN as u32 + u32::from(ip.payload_len()),
+            dscp_ecn: ip.traffic_class(),
+            df: true,
+        };
         match proto {
             PROTO_TCP | PROTO_UDP => {
                 let Some((sport, dport)) = ports(proto, payload) else {
@@ -346,6 +366,7 @@ impl Pipeline {
                     v6: true,
                     create: true,
                     icmp_error: false,
+                    inner,
                 })
             }
             PROTO_ICMPV6 => {
@@ -372,6 +393,7 @@ impl Pipeline {
                                 v6: true,
                                 create: false,
                                 icmp_error: true,
+                                inner,
                             })
                         }
                         _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
@@ -434,6 +456,7 @@ impl Pipeline {
             buf,
             m.l2_len as usize,
             m.v6,
+            m.inner,
             target,
             dst_mac,
             m.hash,

@@ -417,14 +417,24 @@ impl PacketBuffer for Mbuf {
         }
     }
 
+    /// What `rte_pktmbuf_prepend` does, inline (it is a `static inline` C
+    /// function that bindgen can only reach through an out-of-line wrapper,
+    /// and encapsulation prepends once per packet).
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
+        // SAFETY: the mbuf is exclusively ours (&mut self).
+        let m = unsafe { self.0.as_mut() };
         let Ok(n) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: we own the mbuf; rte_pktmbuf_prepend checks the headroom
-        // and changes nothing (returns NULL) when it is too small.
-        !unsafe { sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
+        if n > m.data_off {
+            return false;
+        }
+        // data_off + data_len <= buf_len (a u16): the sums cannot overflow.
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        true
     }
 
     #[inline]
