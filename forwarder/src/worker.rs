@@ -4,7 +4,10 @@
 //! One [`Worker::poll`] receives a burst from each queue, runs it through the
 //! pipeline and hands the results to the same queue (transmit), to the host,
 //! or back to the pool (drops). Nothing here takes a lock or allocates: the
-//! bursts are fixed arrays reused from poll to poll.
+//! bursts are fixed arrays reused from poll to poll. A worker that follows
+//! the control plane's snapshots ([`Worker::follow`]) loads one atomic per
+//! poll and switches tables between bursts when it changed
+//! ([`crate::snapshot`]).
 
 use std::sync::Arc;
 
@@ -12,6 +15,7 @@ use crate::counters::{Counter, Counters};
 use crate::neighbor::Neighbors;
 use crate::pipeline::{Outputs, Pipeline};
 use crate::port::{Burst, PortQueue};
+use crate::snapshot::{Follower, TableSlot};
 use crate::tables::Tables;
 
 /// A worker: queues, pipeline state, reusable bursts.
@@ -30,6 +34,8 @@ pub struct Worker<Q: PortQueue> {
     link: Vec<bool>,
     /// Second of the last link check.
     link_checked: u32,
+    /// The snapshot slot this worker follows, if any.
+    follow: Option<Follower>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -59,6 +65,56 @@ impl<Q: PortQueue> Worker<Q> {
             announcer,
             link,
             link_checked: 0,
+            follow: None,
+        }
+    }
+
+    /// Makes the worker follow `slot` as worker number `index`: it switches
+    /// to the slot's generations between polls (one atomic load per poll)
+    /// and acknowledges each one.
+    pub fn follow(&mut self, slot: Arc<TableSlot>, index: usize) {
+        let mut f = Follower::new(slot, index);
+        if !Arc::ptr_eq(&f.slot.current().tables, &self.pipeline.tables) {
+            // Not on the slot's tables yet: switch at the next poll.
+            f.seen = u64::MAX;
+        }
+        self.follow = Some(f);
+    }
+
+    /// The snapshot generation in use (0: the configuration's tables).
+    pub fn generation(&self) -> u64 {
+        self.pipeline.tables.generation()
+    }
+
+    /// Takes the slot's current generation (between bursts).
+    #[cold]
+    fn switch_generation(&mut self) {
+        let Some(f) = self.follow.as_mut() else {
+            return;
+        };
+        let g = f.slot.current();
+        let reset = g.slot_epoch != f.slot_epoch;
+        let vipas_changed = g.tables.vipas.len() != self.pipeline.tables.vipas.len()
+            || g.tables
+                .vipas
+                .iter()
+                .zip(&self.pipeline.tables.vipas)
+                .any(|(a, b)| a.address != b.address || a.epoch != b.epoch);
+        self.pipeline
+            .switch_tables(Arc::clone(&g.tables), Arc::clone(&g.neighbors), reset);
+        f.seen = g.number;
+        f.slot_epoch = g.slot_epoch;
+        // The previous tables are dropped (replaced above) before the
+        // acknowledgement, so the loader holds their last reference.
+        f.slot.ack(f.worker, g.number);
+        drop(g);
+        if self.announcer && vipas_changed {
+            // A VIPA taken over (or a new epoch): tell the neighbours.
+            for i in 0..self.queues.len() {
+                if self.link[i] {
+                    self.announce(i);
+                }
+            }
         }
     }
 
@@ -168,6 +224,11 @@ impl<Q: PortQueue> Worker<Q> {
     /// Returns the number of frames received.
     #[inline]
     pub fn poll(&mut self, now: u32) -> usize {
+        if let Some(f) = &self.follow {
+            if f.changed() {
+                self.switch_generation();
+            }
+        }
         let mut received = 0;
         for (port, queue) in self.queues.iter_mut() {
             let port = *port;

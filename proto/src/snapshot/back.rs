@@ -291,6 +291,14 @@ impl<'a> Back<'a> {
         Ok(Back { words, layout })
     }
 
+    /// A view with a layout already checked by [`Self::init`] or
+    /// [`Self::open`] on the same words (cheap: for a hot path that keeps
+    /// the layout); `None` if the words are too few for it.
+    #[inline]
+    pub fn with_layout(words: &'a [AtomicU64], layout: Layout) -> Option<Self> {
+        (words.len() >= layout.words()).then_some(Back { words, layout })
+    }
+
     /// The layout.
     pub fn layout(&self) -> Layout {
         self.layout

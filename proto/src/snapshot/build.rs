@@ -259,6 +259,7 @@ fn align_up(n: usize) -> usize {
 #[derive(Debug)]
 pub struct Builder<'d> {
     desc: &'d Description,
+    generation: u64,
     sections: [Section; SECTIONS],
     total_len: usize,
     services: usize,
@@ -363,6 +364,7 @@ impl<'d> Builder<'d> {
         let total_len = last.offset as usize + counts[SECTIONS - 1] * sizes[SECTIONS - 1];
         Ok(Builder {
             desc,
+            generation: desc.generation,
             sections,
             total_len,
             services,
@@ -372,6 +374,18 @@ impl<'d> Builder<'d> {
             slot_of,
             hashes,
         })
+    }
+
+    /// Writes `generation` instead of the description's (the writer numbers
+    /// generations itself).
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The generation that will be written.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The exact size of the snapshot in bytes.
@@ -407,7 +421,7 @@ impl<'d> Builder<'d> {
             header_len: HEADER_LEN as u32,
             total_len: self.total_len as u64,
             checksum: 0,
-            generation: d.generation,
+            generation: self.generation,
             crt_home_slots: self.home,
             crt_entries: d.crt.len() as u64,
             crt_max_probe: self.max_probe,
