@@ -46,6 +46,17 @@ counters! {
     FlowTableHits = "flow_table_hits",
     /// Forwarded frames whose target came from the Maglev table (new or unknown flows).
     MaglevLookups = "maglev_lookups",
+    /// Forwarded frames whose target came from the snapshot's CRT (a
+    /// connection a target reported, not in the flow table).
+    CrtHits = "crt_hits",
+    /// Flows whose target slot is down, routed again (CRT, then Maglev).
+    FlowsRerouted = "flows_rerouted",
+    /// New-flow events lost because the control plane did not empty the ring.
+    FlowEventsLost = "flow_events_lost",
+    /// Snapshot generations this worker switched to.
+    SnapshotSwitches = "snapshot_switches",
+    /// Flow tables forgotten at a switch because target slots were reassigned.
+    FlowTableResets = "flow_table_resets",
     /// Flows added to the flow table.
     FlowsCreated = "flows_created",
     /// Live flows evicted from a full flow-table bucket (the table is lossy by design).
@@ -158,6 +169,11 @@ impl Counters {
     #[inline(always)]
     pub fn add(&mut self, c: Counter, n: u64) {
         self.values[c as usize] += n;
+    }
+
+    /// Every counter, in index order.
+    pub fn values(&self) -> &[u64] {
+        &self.values
     }
 
     /// The value of one counter.

@@ -33,6 +33,11 @@ enum Command {
         /// Print the final counters as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Follow the control plane's snapshots on this channel: a name in
+        /// /dev/shm (e.g. "vipa": /dev/shm/vipa.head, vipa.gen.N, vipa.back)
+        /// or a path prefix. Without it the configuration's tables are used.
+        #[arg(long, value_name = "PREFIX")]
+        snapshot: Option<String>,
     },
     /// Run the pipeline over a capture: transmitted frames to --out, host frames to --host.
     ///
@@ -75,10 +80,11 @@ fn run() -> anyhow::Result<()> {
             config,
             stats,
             json,
+            snapshot,
         } => {
             init_logging();
             let cfg = Config::load(&config)?;
-            let report = vipa_forwarder::run::run(&cfg, &RunOptions { stats })?;
+            let report = vipa_forwarder::run::run(&cfg, &RunOptions { stats, snapshot })?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -175,6 +175,23 @@ impl Neighbors {
         true
     }
 
+    /// Takes over what `old` knows about the next hops both tables have
+    /// (for a new generation whose next hops changed), so a snapshot switch
+    /// does not make workers ask again for MACs they know.
+    pub fn adopt(&self, old: &Neighbors) {
+        for e in &self.entries {
+            if let Some(id) = old.find(e.address, e.port) {
+                let o = &old.entries[id];
+                e.mac
+                    .store(o.mac.load(Ordering::Relaxed), Ordering::Relaxed);
+                e.confirmed
+                    .store(o.confirmed.load(Ordering::Relaxed), Ordering::Relaxed);
+                e.requested
+                    .store(o.requested.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Next hops of `port` whose entries are unknown or stale at `now` and
     /// for which this caller won the right to send a request now.
     pub fn due_requests(&self, port: usize, now: u32) -> impl Iterator<Item = usize> + '_ {

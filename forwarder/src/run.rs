@@ -14,6 +14,12 @@
 //! While the workers run, the main thread only sleeps, watches the workers
 //! and, with `--stats FILE`, writes their counters as JSON once a second.
 //!
+//! With `--snapshot PREFIX` a loader thread follows the control plane's
+//! snapshots ([`crate::snapshot`]): it polls the head every 2 ms, and the
+//! workers switch to each generation it accepts between bursts. Each worker
+//! also copies its counters into `<prefix>.back` once a second and reports
+//! every flow it creates from a Maglev table in its ring there.
+//!
 //! # The poll loop
 //!
 //! One iteration: check the stop flag, read the monotonic clock once (`now`
@@ -47,12 +53,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vipa_proto::config::{Backend, Config, PortConfig};
+use vipa_proto::snapshot::head::Names;
+
+/// How often the snapshot loader looks at the head.
+const SNAPSHOT_POLL: Duration = Duration::from_millis(2);
 
 use crate::counters::{Counter, Counters};
 use crate::neighbor::Neighbors;
 use crate::port::afpacket::{AfPacketError, AfPacketOptions, AfPacketPort};
 use crate::port::afxdp::{AfXdpError, AfXdpOptions, AfXdpPort, AfXdpQueue, XdpAddresses};
 use crate::port::PortQueue;
+use crate::snapshot::{
+    BackChannel, FlowEventSink, Generation, Loader, TableSlot, BACK_RING_CAPACITY,
+    BACK_TARGET_SLOTS,
+};
 use crate::tables::{Tables, TablesError};
 use crate::worker::Worker;
 
@@ -62,6 +76,12 @@ pub struct RunOptions {
     /// Write every worker's counters as JSON to this file once a second
     /// (replaced atomically: written to `FILE.tmp`, then renamed).
     pub stats: Option<PathBuf>,
+    /// Follow the control plane's snapshots on this channel prefix (see
+    /// [`vipa_proto::snapshot::head::Names`]): load each new generation,
+    /// switch the workers to it, and write counters and new-flow events to
+    /// `<prefix>.back`. Without it the configuration's tables are used for
+    /// the whole run.
+    pub snapshot: Option<String>,
 }
 
 /// Why the forwarder could not start (or stopped abnormally). Each message
@@ -133,6 +153,16 @@ pub enum RunError {
     Spawn {
         /// Its core.
         core: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The snapshot channel could not be set up.
+    #[error("snapshot channel {prefix:?}: cannot create the back channel {path}: {source}; check that the directory exists and is writable (/dev/shm for a plain prefix)")]
+    SnapshotChannel {
+        /// The prefix.
+        prefix: String,
+        /// The back channel's path.
+        path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
@@ -769,8 +799,55 @@ where
     Q: PortQueue + Send + 'static,
 {
     let cores = config.forwarder.cores.clone();
-    let neighbors = Arc::new(tables.new_neighbors());
+    let mut neighbors = Arc::new(tables.new_neighbors());
     let start = Instant::now();
+
+    // Snapshots: a slot for the workers, the back channel, the loader (its
+    // first poll here, so the workers start on the current generation).
+    let mut follow: Option<(Arc<TableSlot>, Arc<BackChannel>)> = None;
+    let mut loader_thread = None;
+    if let Some(prefix) = &opts.snapshot {
+        let path = Names::new(prefix).back();
+        let back = BackChannel::create(&path, cores.len(), BACK_TARGET_SLOTS, BACK_RING_CAPACITY)
+            .map_err(|source| RunError::SnapshotChannel {
+            prefix: prefix.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let back = Arc::new(back);
+        let slot = Arc::new(TableSlot::new(
+            Generation {
+                number: tables.generation(),
+                tables: Arc::clone(&tables),
+                neighbors: Arc::clone(&neighbors),
+                slot_epoch: 0,
+            },
+            cores.len(),
+        ));
+        let mut loader = Loader::new(
+            Arc::new(config.clone()),
+            prefix,
+            Arc::clone(&slot),
+            Some(Arc::clone(&back)),
+        );
+        loader.poll();
+        neighbors = Arc::clone(&slot.current().neighbors);
+        let stop = Arc::clone(stop);
+        loader_thread = Some(
+            thread::Builder::new()
+                .name("vipa-loader".into())
+                .spawn(move || loader.run(&stop, SNAPSHOT_POLL))
+                .map_err(|source| RunError::Spawn { core: 0, source })?,
+        );
+        tracing::info!(prefix = %prefix, back = %path.display(), "following snapshots");
+        follow = Some((slot, back));
+    }
+    let current_tables = |tables: &Arc<Tables>| {
+        follow.as_ref().map_or_else(
+            || Arc::clone(tables),
+            |(s, _)| Arc::clone(&s.current().tables),
+        )
+    };
 
     // Queue i of every port, for worker i.
     let mut per_worker: Vec<Vec<(usize, Q)>> = cores.iter().map(|_| Vec::new()).collect();
@@ -790,8 +867,9 @@ where
             index: w,
             core,
             queues,
-            tables: Arc::clone(&tables),
+            tables: current_tables(&tables),
             neighbors: Arc::clone(&neighbors),
+            follow: follow.as_ref().map(|(s, b)| (Arc::clone(s), Arc::clone(b))),
             stop: Arc::clone(stop),
             shared: Arc::clone(&shared),
             ready: ready_tx.clone(),
@@ -852,7 +930,8 @@ where
         if let Some(path) = &opts.stats {
             if Instant::now() >= next_stats {
                 let counters: Vec<Counters> = running.iter().map(|r| r.shared.read()).collect();
-                let report = RunReport::new(start.elapsed(), &cores, &counters, &tables);
+                let report =
+                    RunReport::new(start.elapsed(), &cores, &counters, &current_tables(&tables));
                 if let Err(e) = write_stats(path, &report) {
                     tracing::warn!(path = %path.display(), "cannot write the statistics: {e}");
                 }
@@ -882,7 +961,10 @@ where
             }
         }
     }
-    let report = RunReport::new(start.elapsed(), &cores, &finals, &tables);
+    if let Some(h) = loader_thread {
+        let _ = h.join();
+    }
+    let report = RunReport::new(start.elapsed(), &cores, &finals, &current_tables(&tables));
     if let Some(path) = &opts.stats {
         if let Err(e) = write_stats(path, &report) {
             tracing::warn!(path = %path.display(), "cannot write the statistics: {e}");
@@ -901,6 +983,8 @@ struct WorkerCtx<Q: PortQueue> {
     queues: Vec<(usize, Q)>,
     tables: Arc<Tables>,
     neighbors: Arc<Neighbors>,
+    /// The snapshot slot to follow and the back channel, with `--snapshot`.
+    follow: Option<(Arc<TableSlot>, Arc<BackChannel>)>,
     stop: Arc<AtomicBool>,
     shared: Arc<SharedCounters>,
     ready: mpsc::Sender<Ready>,
@@ -926,6 +1010,10 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: ctx.core });
     (ctx.thread_init)();
     let mut worker = Worker::with_neighbors(ctx.queues, ctx.tables, ctx.neighbors, ctx.index == 0);
+    if let Some((slot, back)) = &ctx.follow {
+        worker.follow(Arc::clone(slot), ctx.index);
+        worker.pipeline.flow_events = Some(FlowEventSink::new(Arc::clone(back), ctx.index));
+    }
     let _ = ctx.ready.send(Ready {
         pinned,
         flow_capacity: worker.pipeline.flows.capacity(),
@@ -955,11 +1043,17 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
         }
         if now != published {
             ctx.shared.publish(worker.counters());
+            if let Some((_, back)) = &ctx.follow {
+                back.publish(ctx.index, now, worker.counters());
+            }
             published = now;
         }
     }
     worker.drain_tx();
     ctx.shared.publish(worker.counters());
+    if let Some((_, back)) = &ctx.follow {
+        back.publish(ctx.index, now, worker.counters());
+    }
     tracing::debug!(worker = ctx.index, core = ctx.core, "worker stopped");
     worker.counters().clone()
 }

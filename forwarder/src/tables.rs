@@ -1,18 +1,28 @@
 //! The forwarding tables a worker reads: VIPAs, services, targets, Maglev
 //! tables, port facts and pre-built outer headers.
 //!
-//! They are built once from the configuration (and, with the control plane,
-//! from its snapshots) and are immutable afterwards, so every worker reads
-//! them without locks. Lookups the packet path makes are linear scans over
+//! They are built from the node's configuration and a snapshot — the
+//! control plane's ([`crate::snapshot`]), or the configuration's own
+//! equivalent — and are immutable afterwards, so every worker reads them
+//! without locks; a new generation is a new `Tables`. Lookups the packet path makes are linear scans over
 //! short arrays (a node owns a handful of VIPAs with a handful of services)
 //! or one index into a Maglev table.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use vipa_proto::config::{Config, L4Protocol, NotVipa, PortConfig};
-use vipa_proto::maglev::{self, MaglevTable, MaglevTarget};
+use std::sync::Arc;
+
+use vipa_proto::config::{Config, NotVipa, PortConfig};
+use vipa_proto::flowkey::FlowKey;
+use vipa_proto::maglev::MaglevTable;
+use vipa_proto::snapshot::{
+    section, BuildError, Builder, Crt, CrtEntry, Description, Snapshot, SnapshotError, TargetState,
+    ANY_PORT,
+};
+use zerocopy::FromBytes;
 
 use crate::neighbor::Neighbors;
+use crate::snapshot::SnapshotBytes;
 
 /// Outer IPv4 + GRE overhead (20 + 4 bytes).
 pub const OVERHEAD_V4: usize = 20 + 4;
@@ -37,6 +47,8 @@ pub struct Vipa {
     pub services: Vec<Service>,
     /// Maglev slot → index into [`Tables::targets`]; `None` when no target has weight.
     pub maglev: Option<MaglevTable>,
+    /// Ownership epoch (0 from a configuration).
+    pub epoch: u64,
 }
 
 impl Vipa {
@@ -65,6 +77,8 @@ pub struct Target {
     /// The constant part of the outer IPv4 header towards this target
     /// (`None` for an IPv6 target).
     pub outer_v4: Option<OuterV4>,
+    /// What it may receive.
+    pub state: TargetState,
 }
 
 /// The outer IPv4 header towards one target, as far as it does not depend
@@ -109,6 +123,39 @@ impl OuterV4 {
     }
 }
 
+/// The CRT of a mapped snapshot, looked up in place.
+#[derive(Clone)]
+struct CrtRef {
+    bytes: Arc<SnapshotBytes>,
+    offset: usize,
+    slots: usize,
+    home: u64,
+    max_probe: u32,
+    entries: u64,
+}
+
+impl std::fmt::Debug for CrtRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrtRef")
+            .field("entries", &self.entries)
+            .field("home", &self.home)
+            .field("max_probe", &self.max_probe)
+            .finish()
+    }
+}
+
+impl CrtRef {
+    #[inline]
+    fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let bytes = self
+            .bytes
+            .as_bytes()
+            .get(self.offset..self.offset + self.slots * core::mem::size_of::<CrtEntry>())?;
+        let slots = <[CrtEntry]>::ref_from_bytes(bytes).ok()?;
+        Crt::from_validated(slots, self.home, self.max_probe, self.entries).lookup(key, hash)
+    }
+}
+
 /// What the data plane knows about a port.
 #[derive(Clone, Debug)]
 pub struct PortInfo {
@@ -147,6 +194,7 @@ fn port_next_hop(p: &PortConfig) -> (Option<[u8; 6]>, Option<IpAddr>) {
 /// Everything the pipeline reads.
 #[derive(Clone, Debug)]
 pub struct Tables {
+    generation: u64,
     /// VIPAs, in configuration order.
     pub vipas: Vec<Vipa>,
     v4: Vec<([u8; 4], u16)>,
@@ -175,104 +223,85 @@ pub struct Tables {
     pub tunnel_source_v4: Option<Ipv4Addr>,
     /// The node's IPv6 tunnel address (source of its neighbour solicitations too).
     pub tunnel_source_v6: Option<Ipv6Addr>,
+    /// The snapshot's CRT (none from a configuration).
+    crt: Option<CrtRef>,
 }
 
-/// A configuration the tables cannot be built from (the config validator
-/// should have caught it; this is the last line of defence).
+/// A configuration (or snapshot) the tables cannot be built from (the
+/// validators should have caught it; this is the last line of defence).
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
-    #[error("vipa {vipa}: {detail}")]
-    Maglev { vipa: IpAddr, detail: String },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("the snapshot built from the configuration is invalid: {0}")]
+    Snapshot(#[from] SnapshotError),
     #[error("target {target}: no tunnel source address of its family in [node]")]
     NoTunnelSource { target: IpAddr },
-    #[error("too many targets ({0}); at most 2^32 - 1")]
-    TooManyTargets(usize),
-    #[error("too many VIPAs ({0}); at most 65535")]
-    TooManyVipas(usize),
 }
 
 impl Tables {
-    /// Builds the tables from a validated configuration.
+    /// Builds the tables from a validated configuration: the configuration
+    /// is turned into its snapshot equivalent
+    /// ([`Description::from_config`]), serialised and read back, so the
+    /// config-built tables and the snapshot-built ones come from one path.
     pub fn from_config(config: &Config) -> Result<Self, TablesError> {
-        if config.vipas.len() > u16::MAX as usize {
-            return Err(TablesError::TooManyVipas(config.vipas.len()));
+        let desc = Description::from_config(config, 0)?;
+        let buf = Builder::new(&desc)?.to_buf()?;
+        let snap = Snapshot::new_checked(buf.as_bytes())?;
+        Self::from_snapshot(config, &snap, None)
+    }
+
+    /// Builds the tables from the node's configuration (ports, tunnel
+    /// sources, tuning) and a validated snapshot (VIPAs, targets, Maglev,
+    /// CRT, neighbours). Only the VIPAs the snapshot marks owned are routed.
+    /// `bytes` holds `snap`'s bytes when the CRT is to be used: the tables
+    /// keep them (no copy) and look connections up in place.
+    pub fn from_snapshot(
+        config: &Config,
+        snap: &Snapshot<'_>,
+        bytes: Option<Arc<SnapshotBytes>>,
+    ) -> Result<Self, TablesError> {
+        let mut targets = Vec::with_capacity(snap.targets().len());
+        for t in snap.targets() {
+            let address = snap.target_address(t);
+            let tunnel_source = config
+                .node
+                .tunnel_source_for(address)
+                .ok_or(TablesError::NoTunnelSource { target: address })?;
+            let outer_v4 = match (address, tunnel_source) {
+                (IpAddr::V4(dst), IpAddr::V4(src)) => Some(OuterV4::new(src, dst)),
+                _ => None,
+            };
+            targets.push(Target {
+                address,
+                tunnel_source,
+                outer_v4,
+                state: snap.target_state(t),
+            });
         }
-        let mut targets: Vec<Target> = Vec::new();
-        let mut vipas = Vec::with_capacity(config.vipas.len());
+        let mut vipas = Vec::new();
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        for (vi, vc) in config.vipas.iter().enumerate() {
-            // Global index of each of this VIPA's targets.
-            let mut global = Vec::with_capacity(vc.targets.len());
-            for t in &vc.targets {
-                let idx = match targets.iter().position(|x| x.address == t.address) {
-                    Some(i) => i,
-                    None => {
-                        let tunnel_source = match t.address {
-                            IpAddr::V4(_) => config.node.tunnel_source_v4.map(IpAddr::V4),
-                            IpAddr::V6(_) => config.node.tunnel_source_v6.map(IpAddr::V6),
-                        }
-                        .ok_or(TablesError::NoTunnelSource { target: t.address })?;
-                        let outer_v4 = match (t.address, tunnel_source) {
-                            (IpAddr::V4(dst), IpAddr::V4(src)) => Some(OuterV4::new(src, dst)),
-                            _ => None,
-                        };
-                        targets.push(Target {
-                            address: t.address,
-                            tunnel_source,
-                            outer_v4,
-                        });
-                        targets.len() - 1
-                    }
-                };
-                global.push(u32::try_from(idx).map_err(|_| TablesError::TooManyTargets(idx))?);
+        for v in snap.vipas().iter().filter(|v| v.owned == 1) {
+            let address = snap.vipa_address(v);
+            let index = vipas.len() as u16;
+            match address {
+                IpAddr::V4(a) => v4.push((a.octets(), index)),
+                IpAddr::V6(a) => v6.push((a.octets(), index)),
             }
-            let keys: Vec<String> = vc.targets.iter().map(|t| t.address.to_string()).collect();
-            let mt: Vec<MaglevTarget> = vc
-                .targets
-                .iter()
-                .zip(keys.iter())
-                .map(|(t, k)| MaglevTarget {
-                    key: k.as_str(),
-                    weight: t.weight,
-                })
-                .collect();
-            let maglev = if mt.iter().all(|t| t.weight == 0) {
-                None
-            } else {
-                let table = maglev::build(&mt, vc.table_size as usize).map_err(|e| {
-                    TablesError::Maglev {
-                        vipa: vc.address,
-                        detail: e.to_string(),
-                    }
-                })?;
-                Some(MaglevTable::from_entries(
-                    table
-                        .entries()
-                        .iter()
-                        .map(|&local| global[local as usize])
-                        .collect(),
-                ))
-            };
-            let services = vc
-                .services
-                .iter()
-                .map(|s| Service {
-                    protocol: match s.protocol {
-                        L4Protocol::Tcp => 6,
-                        L4Protocol::Udp => 17,
-                    },
-                    port: s.port,
-                })
-                .collect();
-            match vc.address {
-                IpAddr::V4(a) => v4.push((a.octets(), vi as u16)),
-                IpAddr::V6(a) => v6.push((a.octets(), vi as u16)),
-            }
+            let entries = snap.maglev(v);
             vipas.push(Vipa {
-                address: vc.address,
-                services,
-                maglev,
+                address,
+                services: snap
+                    .services(v)
+                    .iter()
+                    .map(|s| Service {
+                        protocol: s.protocol,
+                        port: s.port,
+                    })
+                    .collect(),
+                maglev: (entries.len() >= 2).then(|| MaglevTable::from_entries(entries.to_vec())),
+                epoch: v.epoch,
             });
         }
         let ports: Vec<PortInfo> = config
@@ -289,14 +318,23 @@ impl Tables {
                 }
             })
             .collect();
+        let static_mac = |address: IpAddr, port: usize| {
+            snap.neighbors()
+                .iter()
+                .find(|n| {
+                    (n.port == ANY_PORT || usize::from(n.port) == port)
+                        && snap.neighbor_address(n) == address
+                })
+                .map(|n| n.mac)
+        };
         let mut resolve: Vec<(IpAddr, usize)> = Vec::new();
         let mut next_hops = Vec::with_capacity(ports.len() * targets.len());
         for (pi, p) in ports.iter().enumerate() {
             for t in &targets {
-                let hop = match (p.next_hop_mac, p.gateway) {
-                    (Some(mac), _) => NextHop::Static(mac),
-                    (None, gw) => {
-                        let address = gw.unwrap_or(t.address);
+                let address = p.gateway.unwrap_or(t.address);
+                let hop = match (p.next_hop_mac, static_mac(address, pi)) {
+                    (Some(mac), _) | (None, Some(mac)) => NextHop::Static(mac),
+                    (None, None) => {
                         let id = resolve
                             .iter()
                             .position(|&(a, port)| a == address && port == pi)
@@ -310,7 +348,23 @@ impl Tables {
                 next_hops.push(hop);
             }
         }
+        let crt = match bytes {
+            Some(bytes) if !snap.crt().is_empty() => {
+                let c = snap.crt();
+                let s = snap.header().sections[section::CRT];
+                Some(CrtRef {
+                    bytes,
+                    offset: s.offset as usize,
+                    slots: c.slots().len(),
+                    home: c.home_slots(),
+                    max_probe: c.max_probe(),
+                    entries: c.len(),
+                })
+            }
+            _ => None,
+        };
         Ok(Tables {
+            generation: snap.generation(),
             vipas,
             v4,
             v6,
@@ -326,7 +380,33 @@ impl Tables {
             neighbor_timeout: secs(config.forwarder.neighbor_timeout),
             tunnel_source_v4: config.node.tunnel_source_v4,
             tunnel_source_v6: config.node.tunnel_source_v6,
+            crt,
         })
+    }
+
+    /// The snapshot generation these tables come from (0: the configuration).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// True when a flow may still go to target slot `target`: it exists and
+    /// is not down (quiesced and restarting targets keep their flows).
+    #[inline]
+    pub fn keeps_flows(&self, target: u32) -> bool {
+        self.targets
+            .get(target as usize)
+            .is_some_and(|t| t.state != TargetState::Down)
+    }
+
+    /// The target the CRT names for this connection, if any.
+    #[inline]
+    pub fn crt_lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        self.crt.as_ref()?.lookup(key, hash)
+    }
+
+    /// Connections in the CRT.
+    pub fn crt_len(&self) -> u64 {
+        self.crt.as_ref().map_or(0, |c| c.entries)
     }
 
     /// The VIPA with this IPv4 address, as raw header bytes.

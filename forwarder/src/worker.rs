@@ -12,6 +12,11 @@
 //! has waited the drain time, trading up to that much latency for fewer,
 //! fuller transmit calls at low rates (under load every burst is full and
 //! goes at once). Frames to the host and drops never wait.
+//!
+//! A worker that follows
+//! the control plane's snapshots ([`Worker::follow`]) loads one atomic per
+//! poll and switches tables between bursts when it changed
+//! ([`crate::snapshot`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +25,7 @@ use crate::counters::{Counter, Counters};
 use crate::neighbor::Neighbors;
 use crate::pipeline::{Outputs, Pipeline};
 use crate::port::{Burst, PortQueue};
+use crate::snapshot::{Follower, TableSlot};
 use crate::tables::Tables;
 
 /// A worker: queues, pipeline state, reusable bursts.
@@ -45,6 +51,8 @@ pub struct Worker<Q: PortQueue> {
     /// How long a partial transmit batch may wait; `None` sends every burst's
     /// frames at its end.
     tx_drain: Option<Duration>,
+    /// The snapshot slot this worker follows, if any.
+    follow: Option<Follower>,
 }
 
 impl<Q: PortQueue> Worker<Q> {
@@ -79,6 +87,7 @@ impl<Q: PortQueue> Worker<Q> {
             pending,
             pending_since,
             tx_drain: None,
+            follow: None,
         }
     }
 
@@ -93,6 +102,55 @@ impl<Q: PortQueue> Worker<Q> {
         for (i, (_, queue)) in self.queues.iter_mut().enumerate() {
             send_pending(queue, &mut self.pending[i], &mut self.pipeline.counters);
             self.pending_since[i] = None;
+        }
+    }
+
+    /// Makes the worker follow `slot` as worker number `index`: it switches
+    /// to the slot's generations between polls (one atomic load per poll)
+    /// and acknowledges each one.
+    pub fn follow(&mut self, slot: Arc<TableSlot>, index: usize) {
+        let mut f = Follower::new(slot, index);
+        if !Arc::ptr_eq(&f.slot.current().tables, &self.pipeline.tables) {
+            // Not on the slot's tables yet: switch at the next poll.
+            f.seen = u64::MAX;
+        }
+        self.follow = Some(f);
+    }
+
+    /// The snapshot generation in use (0: the configuration's tables).
+    pub fn generation(&self) -> u64 {
+        self.pipeline.tables.generation()
+    }
+
+    /// Takes the slot's current generation (between bursts).
+    #[cold]
+    fn switch_generation(&mut self) {
+        let Some(f) = self.follow.as_mut() else {
+            return;
+        };
+        let g = f.slot.current();
+        let reset = g.slot_epoch != f.slot_epoch;
+        let vipas_changed = g.tables.vipas.len() != self.pipeline.tables.vipas.len()
+            || g.tables
+                .vipas
+                .iter()
+                .zip(&self.pipeline.tables.vipas)
+                .any(|(a, b)| a.address != b.address || a.epoch != b.epoch);
+        self.pipeline
+            .switch_tables(Arc::clone(&g.tables), Arc::clone(&g.neighbors), reset);
+        f.seen = g.number;
+        f.slot_epoch = g.slot_epoch;
+        // The previous tables are dropped (replaced above) before the
+        // acknowledgement, so the loader holds their last reference.
+        f.slot.ack(f.worker, g.number);
+        drop(g);
+        if self.announcer && vipas_changed {
+            // A VIPA taken over (or a new epoch): tell the neighbours.
+            for i in 0..self.queues.len() {
+                if self.link[i] {
+                    self.announce(i);
+                }
+            }
         }
     }
 
@@ -202,6 +260,11 @@ impl<Q: PortQueue> Worker<Q> {
     /// Returns the number of frames received.
     #[inline]
     pub fn poll(&mut self, now: u32) -> usize {
+        if let Some(f) = &self.follow {
+            if f.changed() {
+                self.switch_generation();
+            }
+        }
         let mut received = 0;
         let mut waiting = false;
         for (i, (port, queue)) in self.queues.iter_mut().enumerate() {

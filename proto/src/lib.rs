@@ -1,4 +1,5 @@
-//! vipa's bytes: wire formats, the configuration and Maglev.
+//! vipa's bytes: wire formats, the configuration, Maglev and the
+//! shared-memory snapshot layout.
 //!
 //! Nothing here does I/O, reads a clock or spawns a thread; parsing never
 //! allocates. Every other crate builds on these definitions so that all
@@ -8,4 +9,5 @@ pub mod build;
 pub mod config;
 pub mod flowkey;
 pub mod maglev;
+pub mod snapshot;
 pub mod wire;

@@ -8,7 +8,8 @@
 //!    served; and for a VIPA flow compute its key hash and *prefetch* its
 //!    flow-table bucket;
 //! 2. **forward** the flows: by then the buckets are in cache; look the flow
-//!    up (flow table, then Maglev), check the MTU and encapsulate in GRE.
+//!    up (flow table, then the snapshot's CRT, then Maglev), check the MTU
+//!    and encapsulate in GRE.
 //!
 //! Every frame ends in exactly one of three places — transmit, host, drop —
 //! and every host hand-off and drop increments a named [`Counter`]. Nothing
@@ -29,6 +30,7 @@ use crate::counters::{Counter, Counters};
 use crate::flow::{FlowTable, Inserted};
 use crate::neighbor::{Lookup, Neighbors};
 use crate::port::{Burst, MAX_BURST};
+use crate::snapshot::FlowEventSink;
 use crate::tables::NextHop;
 use crate::tables::Tables;
 
@@ -73,6 +75,8 @@ pub enum Verdict {
 /// What pass 1 learned about a VIPA flow packet, for pass 2.
 #[derive(Clone, Copy, Debug)]
 struct FlowMeta {
+    /// The flow (client → VIPA), for the CRT and new-flow events.
+    key: FlowKey,
     hash: u64,
     vipa: u16,
     /// Ethernet header length (14, or 18 with an 802.1Q tag).
@@ -108,6 +112,8 @@ pub struct Pipeline {
     /// Next hops whose refresh this worker claimed during the last burst:
     /// the worker sends the requests in buffers of their own.
     pub refresh: ArrayVec<usize, 16>,
+    /// Where new flows are reported to the control plane (when following snapshots).
+    pub flow_events: Option<FlowEventSink>,
     /// IPv4 identification for outer headers without DF.
     ident: u16,
 }
@@ -128,6 +134,7 @@ impl Pipeline {
             tables,
             neighbors,
             refresh: ArrayVec::new(),
+            flow_events: None,
             ident: 0,
         }
     }
@@ -259,8 +266,10 @@ impl Pipeline {
                 if !self.tables.vipas[vipa as usize].serves(proto, dport) {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 }
-                let hash = FlowKey::v4(src, dst, proto, sport, dport).hash();
+                let key = FlowKey::v4(src, dst, proto, sport, dport);
+                let hash = key.hash();
                 Pass1::Flow(FlowMeta {
+                    key,
                     hash,
                     vipa,
                     l2_len: l2_len as u8,
@@ -286,8 +295,10 @@ impl Pipeline {
                         Some((qproto, client, cport, vport))
                             if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
                         {
-                            let hash = FlowKey::v4(client, dst, qproto, cport, vport).hash();
+                            let key = FlowKey::v4(client, dst, qproto, cport, vport);
+                            let hash = key.hash();
                             Pass1::Flow(FlowMeta {
+                                key,
                                 hash,
                                 vipa,
                                 l2_len: l2_len as u8,
@@ -358,8 +369,10 @@ impl Pipeline {
                 if !self.tables.vipas[vipa as usize].serves(proto, dport) {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 }
-                let hash = FlowKey::v6(src, dst, proto, sport, dport).hash();
+                let key = FlowKey::v6(src, dst, proto, sport, dport);
+                let hash = key.hash();
                 Pass1::Flow(FlowMeta {
+                    key,
                     hash,
                     vipa,
                     l2_len: l2_len as u8,
@@ -385,8 +398,10 @@ impl Pipeline {
                         Some((qproto, client, cport, vport))
                             if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
                         {
-                            let hash = FlowKey::v6(client, dst, qproto, cport, vport).hash();
+                            let key = FlowKey::v6(client, dst, qproto, cport, vport);
+                            let hash = key.hash();
                             Pass1::Flow(FlowMeta {
+                                key,
                                 hash,
                                 vipa,
                                 l2_len: l2_len as u8,
@@ -416,26 +431,20 @@ impl Pipeline {
         m: FlowMeta,
         now: u32,
     ) -> Verdict {
+        // DESIGN.md §4 step 4: flow table, then CRT, then Maglev.
         let target = match self.flows.lookup(m.hash, now) {
-            Some(t) => {
+            Some(t) if self.tables.keeps_flows(t) => {
                 self.counters.inc(Counter::FlowTableHits);
                 t
             }
-            None => {
-                let Some(t) = self.tables.vipas[m.vipa as usize].maglev_target(m.hash) else {
-                    return Verdict::Drop(Counter::DropNoTarget);
-                };
-                self.counters.inc(Counter::MaglevLookups);
-                if m.create {
-                    if self.flows.insert(m.hash, t, now) == Inserted::Evicted {
-                        self.counters.inc(Counter::FlowsEvicted);
-                    }
-                    self.counters.inc(Counter::FlowsCreated);
-                    if let Some(tc) = self.counters.targets.get_mut(t as usize) {
-                        tc.flows += 1;
-                    }
+            stale => {
+                if stale.is_some() {
+                    self.counters.inc(Counter::FlowsRerouted);
                 }
-                t
+                match self.lookup_new(&m, now) {
+                    Some(t) => t,
+                    None => return Verdict::Drop(Counter::DropNoTarget),
+                }
             }
         };
         let dst_mac = match self.tables.next_hop(port, target) {
@@ -471,6 +480,66 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// A flow the flow table does not know (or whose target is down): the
+    /// CRT's target if a live one, else the Maglev table's. Records the flow
+    /// (unless `m` is an ICMP error) and reports Maglev-made flows.
+    #[inline]
+    fn lookup_new(&mut self, m: &FlowMeta, now: u32) -> Option<u32> {
+        let (t, from_crt) = match self.tables.crt_lookup(&m.key, m.hash) {
+            Some(t) if self.tables.keeps_flows(t) => {
+                self.counters.inc(Counter::CrtHits);
+                (t, true)
+            }
+            _ => {
+                let t = self.tables.vipas[m.vipa as usize].maglev_target(m.hash)?;
+                self.counters.inc(Counter::MaglevLookups);
+                (t, false)
+            }
+        };
+        if m.create {
+            if self.flows.insert(m.hash, t, now) == Inserted::Evicted {
+                self.counters.inc(Counter::FlowsEvicted);
+            }
+            self.counters.inc(Counter::FlowsCreated);
+            if let Some(tc) = self.counters.targets.get_mut(t as usize) {
+                tc.flows += 1;
+            }
+            if !from_crt {
+                if let Some(sink) = &mut self.flow_events {
+                    if !sink.push(&m.key, t, now) {
+                        self.counters.inc(Counter::FlowEventsLost);
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// Switches to `tables` and `neighbors` (between bursts): forgets the
+    /// flows when `reset_flows` (target slots were reassigned), makes room
+    /// for per-target counters of new target slots.
+    pub fn switch_tables(
+        &mut self,
+        tables: Arc<Tables>,
+        neighbors: Arc<Neighbors>,
+        reset_flows: bool,
+    ) {
+        if reset_flows {
+            self.flows.clear();
+            self.counters.inc(Counter::FlowTableResets);
+        }
+        if self.counters.targets.len() < tables.targets.len() {
+            self.counters.targets.resize(
+                tables.targets.len(),
+                crate::counters::TargetCounters::default(),
+            );
+        }
+        self.tables = tables;
+        self.neighbors = neighbors;
+        self.refresh.clear();
+        self.counters.inc(Counter::SnapshotSwitches);
+    }
+
     /// The next hop `id` is unknown: this packet cannot go, so its buffer
     /// carries the request that will let the next ones go.
     fn request_in_place<B: PacketBuffer>(

@@ -1,0 +1,561 @@
+//! The back channel: what the forwarder tells the control plane through
+//! shared memory — which generation each worker uses, the loader's
+//! figures, every worker's counters, and a per-worker ring of new-flow
+//! events.
+//!
+//! The object is an array of 64-bit words, every one of them read and
+//! written with atomic operations (the two processes never use plain loads
+//! on memory the other one writes). Only the forwarder creates it: it fills
+//! the layout words and the counter names, then stores the magic last with
+//! release ordering; a reader that loads the magic with acquire ordering
+//! sees a complete layout.
+//!
+//! # Layout (word indices)
+//!
+//! | words | content |
+//! |---|---|
+//! | 0..16 | header: magic `VIPABACK`, version, workers, counters per worker, target slots, ring capacity, names offset and length, then the loader's figures ([`LoaderFigures`]) |
+//! | per worker, 64-byte aligned | generation in use; the second of its last counter copy; ring head (own cache line); ring tail (own cache line); counters; per target slot packets, bytes, flows; the ring's entries, 6 words each |
+//! | names | the counter names, `\n`-separated, 8 bytes per word (little-endian) |
+//!
+//! # The new-flow ring
+//!
+//! A single-producer (the worker), single-consumer (the control plane)
+//! ring of [`FlowEvent`]s. The producer writes an entry's words (relaxed),
+//! then publishes it by storing the new head (release); the consumer loads
+//! the head (acquire), reads the entry, then frees it by storing the new
+//! tail (release), which the producer loads (acquire) before reusing the
+//! slot. When the ring is full the producer drops the event and counts it:
+//! a worker never waits for the control plane.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::flowkey::FlowKey;
+
+/// Word 0.
+pub const BACK_MAGIC: u64 = u64::from_le_bytes(*b"VIPABACK");
+/// Word 1.
+pub const BACK_VERSION: u64 = 1;
+/// Words of the header.
+pub const HEADER_WORDS: usize = 16;
+/// Words per ring entry.
+pub const EVENT_WORDS: usize = 6;
+
+const W_MAGIC: usize = 0;
+const W_VERSION: usize = 1;
+const W_WORKERS: usize = 2;
+const W_COUNTERS: usize = 3;
+const W_TARGETS: usize = 4;
+const W_RING: usize = 5;
+const W_NAMES_AT: usize = 6;
+const W_NAMES_LEN: usize = 7;
+const W_LOADER: usize = 8;
+
+// Offsets inside a worker's region.
+const R_GENERATION: usize = 0;
+const R_PUBLISHED: usize = 1;
+const R_HEAD: usize = 8;
+const R_TAIL: usize = 16;
+const R_COUNTERS: usize = 24;
+
+fn line(words: usize) -> usize {
+    words.div_ceil(8) * 8
+}
+
+/// The sizes that fix the layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Workers.
+    pub workers: usize,
+    /// Counters per worker.
+    pub counters: usize,
+    /// Target slots with per-target counters.
+    pub target_slots: usize,
+    /// Entries per ring (a power of two).
+    pub ring_capacity: usize,
+    /// Bytes of counter names.
+    pub names_bytes: usize,
+}
+
+impl Layout {
+    fn targets_at(&self) -> usize {
+        R_COUNTERS + line(self.counters)
+    }
+
+    fn ring_at(&self) -> usize {
+        self.targets_at() + line(self.target_slots * 3)
+    }
+
+    fn worker_words(&self) -> usize {
+        self.ring_at() + line(self.ring_capacity * EVENT_WORDS)
+    }
+
+    fn worker(&self, i: usize) -> usize {
+        HEADER_WORDS + i * self.worker_words()
+    }
+
+    fn names_at(&self) -> usize {
+        self.worker(self.workers)
+    }
+
+    /// Total words of the object.
+    pub fn words(&self) -> usize {
+        self.names_at() + self.names_bytes.div_ceil(8)
+    }
+
+    /// Total bytes of the object.
+    pub fn bytes(&self) -> usize {
+        self.words() * 8
+    }
+}
+
+/// Why a back channel cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackError {
+    /// Not (yet) a back channel.
+    #[error("no VIPABACK magic: the forwarder has not set up its back channel (yet)")]
+    BadMagic,
+    /// Another version.
+    #[error("back channel version {found}, this build uses {expected}: run vipa-control and vipa-forwarder of the same release")]
+    UnsupportedVersion {
+        /// Found.
+        found: u64,
+        /// Expected.
+        expected: u64,
+    },
+    /// The layout does not fit the object, or the capacity is not a power of two.
+    #[error("back channel layout {layout:?} does not fit its {words} words")]
+    BadLayout {
+        /// The layout.
+        layout: Layout,
+        /// The object's words.
+        words: usize,
+    },
+}
+
+/// The loader's figures (header words 8..16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoaderFigures {
+    /// The newest generation handed to the workers (0: none).
+    pub generation: u64,
+    /// Generations loaded and handed over.
+    pub loaded: u64,
+    /// Generations refused.
+    pub refused: u64,
+    /// The last generation refused.
+    pub last_refused: u64,
+    /// Why (a code of the forwarder's, see its documentation; 0: none).
+    pub last_reason: u64,
+    /// The loader's last poll, in seconds on the forwarder's clock.
+    pub heartbeat: u64,
+}
+
+/// A new flow a worker created from a Maglev table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowEvent {
+    /// The flow (client → VIPA).
+    pub key: FlowKey,
+    /// The target slot chosen.
+    pub target: u32,
+    /// The second it was created (the worker's clock).
+    pub time: u32,
+}
+
+impl FlowEvent {
+    fn encode(&self) -> [u64; EVENT_WORDS] {
+        let k = &self.key;
+        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        [
+            w(&k.src[..8]),
+            w(&k.src[8..]),
+            w(&k.dst[..8]),
+            w(&k.dst[8..]),
+            u64::from(k.src_port) | u64::from(k.dst_port) << 16 | u64::from(k.protocol) << 32,
+            u64::from(self.target) | u64::from(self.time) << 32,
+        ]
+    }
+
+    fn decode(w: [u64; EVENT_WORDS]) -> Self {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src[..8].copy_from_slice(&w[0].to_le_bytes());
+        src[8..].copy_from_slice(&w[1].to_le_bytes());
+        dst[..8].copy_from_slice(&w[2].to_le_bytes());
+        dst[8..].copy_from_slice(&w[3].to_le_bytes());
+        FlowEvent {
+            key: FlowKey {
+                src,
+                dst,
+                src_port: w[4] as u16,
+                dst_port: (w[4] >> 16) as u16,
+                protocol: (w[4] >> 32) as u8,
+            },
+            target: w[5] as u32,
+            time: (w[5] >> 32) as u32,
+        }
+    }
+}
+
+/// The producer's private copy of its ring's indices.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingCursor {
+    head: u64,
+    tail: u64,
+}
+
+/// A view over a mapped back channel.
+#[derive(Clone, Copy, Debug)]
+pub struct Back<'a> {
+    words: &'a [AtomicU64],
+    layout: Layout,
+}
+
+impl<'a> Back<'a> {
+    /// The forwarder's side: lays out a fresh object of at least
+    /// `layout.words()` words (zeroing it) and publishes it.
+    pub fn init(words: &'a [AtomicU64], layout: Layout, names: &[&str]) -> Result<Self, BackError> {
+        let joined = names.join("\n");
+        let layout = Layout {
+            names_bytes: joined.len(),
+            ..layout
+        };
+        if words.len() < layout.words() || !layout.ring_capacity.is_power_of_two() {
+            return Err(BackError::BadLayout {
+                layout,
+                words: words.len(),
+            });
+        }
+        words[W_MAGIC].store(0, Ordering::Release);
+        for w in &words[1..] {
+            w.store(0, Ordering::Relaxed);
+        }
+        words[W_VERSION].store(BACK_VERSION, Ordering::Relaxed);
+        words[W_WORKERS].store(layout.workers as u64, Ordering::Relaxed);
+        words[W_COUNTERS].store(layout.counters as u64, Ordering::Relaxed);
+        words[W_TARGETS].store(layout.target_slots as u64, Ordering::Relaxed);
+        words[W_RING].store(layout.ring_capacity as u64, Ordering::Relaxed);
+        words[W_NAMES_AT].store(layout.names_at() as u64, Ordering::Relaxed);
+        words[W_NAMES_LEN].store(layout.names_bytes as u64, Ordering::Relaxed);
+        for (i, chunk) in joined.as_bytes().chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            words[layout.names_at() + i].store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        words[W_MAGIC].store(BACK_MAGIC, Ordering::Release);
+        Ok(Back { words, layout })
+    }
+
+    /// The control plane's side: checks magic, version and layout.
+    pub fn open(words: &'a [AtomicU64]) -> Result<Self, BackError> {
+        if words.len() < HEADER_WORDS || words[W_MAGIC].load(Ordering::Acquire) != BACK_MAGIC {
+            return Err(BackError::BadMagic);
+        }
+        let found = words[W_VERSION].load(Ordering::Relaxed);
+        if found != BACK_VERSION {
+            return Err(BackError::UnsupportedVersion {
+                found,
+                expected: BACK_VERSION,
+            });
+        }
+        let get =
+            |i: usize| usize::try_from(words[i].load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let fields = [
+            get(W_WORKERS),
+            get(W_COUNTERS),
+            get(W_TARGETS),
+            get(W_RING),
+            get(W_NAMES_LEN),
+        ];
+        let layout = Layout {
+            workers: fields[0],
+            counters: fields[1],
+            target_slots: fields[2],
+            ring_capacity: fields[3],
+            names_bytes: fields[4],
+        };
+        // Bound every size by the object before any arithmetic on them.
+        let fits = fields.iter().all(|&f| f <= words.len())
+            && layout.ring_capacity.is_power_of_two()
+            && layout
+                .workers
+                .checked_mul(layout.ring_capacity * EVENT_WORDS + layout.target_slots * 3)
+                .is_some_and(|w| w <= words.len())
+            && layout.words() <= words.len()
+            && get(W_NAMES_AT) == layout.names_at();
+        if !fits {
+            return Err(BackError::BadLayout {
+                layout,
+                words: words.len(),
+            });
+        }
+        Ok(Back { words, layout })
+    }
+
+    /// A view with a layout already checked by [`Self::init`] or
+    /// [`Self::open`] on the same words (cheap: for a hot path that keeps
+    /// the layout); `None` if the words are too few for it.
+    #[inline]
+    pub fn with_layout(words: &'a [AtomicU64], layout: Layout) -> Option<Self> {
+        (words.len() >= layout.words()).then_some(Back { words, layout })
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The counter names, in index order.
+    pub fn names(&self) -> Vec<String> {
+        let at = self.layout.names_at();
+        let n = self.layout.names_bytes;
+        let mut bytes: Vec<u8> = self.words[at..at + n.div_ceil(8)]
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        bytes.truncate(n);
+        String::from_utf8_lossy(&bytes)
+            .split('\n')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Stores the loader's figures.
+    pub fn set_loader(&self, f: &LoaderFigures) {
+        let v = [
+            f.generation,
+            f.loaded,
+            f.refused,
+            f.last_refused,
+            f.last_reason,
+            f.heartbeat,
+        ];
+        for (i, x) in v.into_iter().enumerate() {
+            self.words[W_LOADER + i].store(x, Ordering::Relaxed);
+        }
+    }
+
+    /// The loader's figures.
+    pub fn loader(&self) -> LoaderFigures {
+        let g = |i: usize| self.words[W_LOADER + i].load(Ordering::Relaxed);
+        LoaderFigures {
+            generation: g(0),
+            loaded: g(1),
+            refused: g(2),
+            last_refused: g(3),
+            last_reason: g(4),
+            heartbeat: g(5),
+        }
+    }
+
+    fn w(&self, worker: usize, off: usize) -> &'a AtomicU64 {
+        &self.words[self.layout.worker(worker) + off]
+    }
+
+    /// Records the generation worker `worker` uses now.
+    pub fn set_worker_generation(&self, worker: usize, generation: u64) {
+        if worker < self.layout.workers {
+            self.w(worker, R_GENERATION)
+                .store(generation, Ordering::Release);
+        }
+    }
+
+    /// The generation worker `worker` uses.
+    pub fn worker_generation(&self, worker: usize) -> u64 {
+        if worker < self.layout.workers {
+            self.w(worker, R_GENERATION).load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    /// The oldest generation the forwarder still uses (the workers' and the
+    /// loader's); 0 when it uses none.
+    pub fn oldest_in_use(&self) -> u64 {
+        (0..self.layout.workers)
+            .map(|w| self.worker_generation(w))
+            .chain([self.loader().generation])
+            .filter(|&g| g != 0)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Copies worker `worker`'s counters in (`counters` in index order, and
+    /// per target slot `[packets, bytes, flows]`; extra values are left out).
+    pub fn publish_counters(
+        &self,
+        worker: usize,
+        now: u64,
+        counters: &[u64],
+        targets: impl Iterator<Item = [u64; 3]>,
+    ) {
+        if worker >= self.layout.workers {
+            return;
+        }
+        let base = self.layout.worker(worker);
+        for (slot, &v) in self.words[base + R_COUNTERS..]
+            .iter()
+            .zip(counters.iter().take(self.layout.counters))
+        {
+            slot.store(v, Ordering::Relaxed);
+        }
+        let t0 = base + self.layout.targets_at();
+        for (i, t) in targets.take(self.layout.target_slots).enumerate() {
+            for (k, v) in t.into_iter().enumerate() {
+                self.words[t0 + i * 3 + k].store(v, Ordering::Relaxed);
+            }
+        }
+        self.w(worker, R_PUBLISHED).store(now, Ordering::Release);
+    }
+
+    /// Worker `worker`'s counters, in index order.
+    pub fn counters(&self, worker: usize) -> Vec<u64> {
+        if worker >= self.layout.workers {
+            return Vec::new();
+        }
+        let base = self.layout.worker(worker) + R_COUNTERS;
+        self.words[base..base + self.layout.counters]
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Worker `worker`'s per-target-slot `[packets, bytes, flows]`.
+    pub fn target_counters(&self, worker: usize) -> Vec<[u64; 3]> {
+        if worker >= self.layout.workers {
+            return Vec::new();
+        }
+        let base = self.layout.worker(worker) + self.layout.targets_at();
+        (0..self.layout.target_slots)
+            .map(|i| {
+                let g = |k: usize| self.words[base + i * 3 + k].load(Ordering::Relaxed);
+                [g(0), g(1), g(2)]
+            })
+            .collect()
+    }
+
+    /// A producer cursor for worker `worker`'s ring, from its current indices.
+    pub fn cursor(&self, worker: usize) -> RingCursor {
+        if worker >= self.layout.workers {
+            return RingCursor::default();
+        }
+        RingCursor {
+            head: self.w(worker, R_HEAD).load(Ordering::Relaxed),
+            tail: self.w(worker, R_TAIL).load(Ordering::Acquire),
+        }
+    }
+
+    /// Producer: appends `ev` to worker `worker`'s ring; false when the ring
+    /// is full (the event is dropped; the caller counts it).
+    #[inline]
+    pub fn push_event(&self, worker: usize, cursor: &mut RingCursor, ev: &FlowEvent) -> bool {
+        if worker >= self.layout.workers {
+            return false;
+        }
+        let cap = self.layout.ring_capacity as u64;
+        if cursor.head.wrapping_sub(cursor.tail) >= cap {
+            cursor.tail = self.w(worker, R_TAIL).load(Ordering::Acquire);
+            if cursor.head.wrapping_sub(cursor.tail) >= cap {
+                return false;
+            }
+        }
+        let base = self.layout.worker(worker)
+            + self.layout.ring_at()
+            + (cursor.head & (cap - 1)) as usize * EVENT_WORDS;
+        for (slot, v) in self.words[base..base + EVENT_WORDS].iter().zip(ev.encode()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        cursor.head = cursor.head.wrapping_add(1);
+        self.w(worker, R_HEAD).store(cursor.head, Ordering::Release);
+        true
+    }
+
+    /// Consumer: takes the oldest event of worker `worker`'s ring.
+    pub fn pop_event(&self, worker: usize) -> Option<FlowEvent> {
+        if worker >= self.layout.workers {
+            return None;
+        }
+        let tail = self.w(worker, R_TAIL).load(Ordering::Relaxed);
+        let head = self.w(worker, R_HEAD).load(Ordering::Acquire);
+        if head == tail {
+            return None;
+        }
+        let cap = self.layout.ring_capacity as u64;
+        let base = self.layout.worker(worker)
+            + self.layout.ring_at()
+            + (tail & (cap - 1)) as usize * EVENT_WORDS;
+        let mut w = [0u64; EVENT_WORDS];
+        for (v, slot) in w.iter_mut().zip(&self.words[base..base + EVENT_WORDS]) {
+            *v = slot.load(Ordering::Relaxed);
+        }
+        self.w(worker, R_TAIL)
+            .store(tail.wrapping_add(1), Ordering::Release);
+        Some(FlowEvent::decode(w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            workers: 2,
+            counters: 3,
+            target_slots: 4,
+            ring_capacity: 4,
+            names_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn round_trip_counters_names_and_ring() {
+        let l = layout();
+        let words: Vec<AtomicU64> = (0..l.words() + 8).map(|_| AtomicU64::new(7)).collect();
+        let w = Back::init(&words, l, &["rx_packets", "tx_packets", "drop_x"]).unwrap();
+        let r = Back::open(&words).unwrap();
+        assert_eq!(r.names(), ["rx_packets", "tx_packets", "drop_x"]);
+        w.publish_counters(1, 5, &[1, 2, 3, 4], [[9, 8, 7]].into_iter());
+        assert_eq!(r.counters(1), [1, 2, 3]);
+        assert_eq!(r.counters(0), [0, 0, 0]);
+        assert_eq!(r.target_counters(1)[0], [9, 8, 7]);
+        w.set_worker_generation(0, 4);
+        w.set_worker_generation(1, 3);
+        w.set_loader(&LoaderFigures {
+            generation: 5,
+            ..LoaderFigures::default()
+        });
+        assert_eq!(r.oldest_in_use(), 3);
+
+        let mut c = w.cursor(1);
+        let ev = |i: u16| FlowEvent {
+            key: FlowKey::v4([10, 0, 0, 1], [192, 0, 2, 10], 6, i, 80),
+            target: u32::from(i),
+            time: 42,
+        };
+        for i in 0..4 {
+            assert!(w.push_event(1, &mut c, &ev(i)));
+        }
+        assert!(!w.push_event(1, &mut c, &ev(4)), "full");
+        assert_eq!(r.pop_event(1), Some(ev(0)));
+        assert!(w.push_event(1, &mut c, &ev(4)), "room again");
+        for i in 1..5 {
+            assert_eq!(r.pop_event(1), Some(ev(i)));
+        }
+        assert_eq!(r.pop_event(1), None);
+        assert_eq!(r.pop_event(0), None);
+    }
+
+    #[test]
+    fn open_refuses_garbage() {
+        let words: Vec<AtomicU64> = (0..64).map(|_| AtomicU64::new(0)).collect();
+        assert_eq!(Back::open(&words).unwrap_err(), BackError::BadMagic);
+        words[0].store(BACK_MAGIC, Ordering::Relaxed);
+        words[1].store(BACK_VERSION, Ordering::Relaxed);
+        words[W_WORKERS].store(u64::MAX, Ordering::Relaxed);
+        words[W_RING].store(4, Ordering::Relaxed);
+        assert!(matches!(
+            Back::open(&words),
+            Err(BackError::BadLayout { .. })
+        ));
+    }
+}
