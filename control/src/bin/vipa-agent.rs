@@ -47,8 +47,9 @@ enum Command {
     /// --watch, prints each change with a UTC timestamp until SIGINT or
     /// SIGTERM; the first lines are everything there is.
     ///
-    /// Examples: vipa-agent sockets --vipa 10.99.0.100
-    ///           vipa-agent sockets --vipa 10.99.0.100 --vipa fd00:99::100 --service tcp/80 --watch --json
+    /// Example: vipa-agent sockets --vipa 10.99.0.100
+    ///
+    /// Example: vipa-agent sockets --vipa 10.99.0.100 --vipa fd00:99::100 --service tcp/80 --watch --json
     Sockets {
         /// A VIPA (IPv4 or IPv6); repeat for more.
         #[arg(long = "vipa", required = true, value_name = "ADDRESS")]
