@@ -1,4 +1,5 @@
-//! vipa's bytes: wire formats, the configuration and Maglev.
+//! vipa's bytes: wire formats, the control protocol, the configuration and
+//! Maglev.
 //!
 //! Nothing here does I/O, reads a clock or spawns a thread; parsing never
 //! allocates. Every other crate builds on these definitions so that all
@@ -6,6 +7,7 @@
 
 pub mod build;
 pub mod config;
+pub mod ctl;
 pub mod flowkey;
 pub mod maglev;
 pub mod wire;
