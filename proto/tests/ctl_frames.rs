@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use proptest::prelude::*;
 use vipa_proto::config::{L4Protocol, Service};
 use vipa_proto::ctl::{
-    decode, encode, frame_len, Claim, Connection, DecodeError, Define, EncodeError, Epoch,
-    Handover, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale, VipaStatus,
+    decode, encode, frame_len, Accepted, Claim, Connection, DecodeError, Define, EncodeError,
+    Epoch, Handover, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale, VipaStatus,
     HEADER_LEN, MAX_FRAME_LEN, VERSION,
 };
 
@@ -37,6 +37,7 @@ fn samples() -> Vec<Message> {
                 epoch,
                 owner: Some("fwd-b".into()),
                 routing: true,
+                claiming: false,
                 deactivated: false,
                 connections: 7,
             }],
@@ -60,10 +61,13 @@ fn samples() -> Vec<Message> {
             epoch,
             owner: "fwd-b".into(),
             services: vec![conn(1).service],
+            confirm: true,
+            full: false,
         }),
         Message::Report(Report {
             vipa: VIPA,
             epoch,
+            session: 4,
             seq: 9,
             reset: true,
             more: false,
@@ -74,6 +78,7 @@ fn samples() -> Vec<Message> {
         Message::ReportAck(ReportAck {
             vipa: VIPA,
             epoch,
+            session: 4,
             seq: 9,
         }),
         Message::Stale(Stale {
@@ -86,6 +91,7 @@ fn samples() -> Vec<Message> {
             service: None,
             quiesce: true,
         }),
+        Message::Accepted(Accepted { vipa: VIPA, epoch }),
     ]
 }
 
@@ -210,7 +216,7 @@ proptest! {
 
     /// Any byte of a valid frame changed: an error or a message, no panic.
     #[test]
-    fn mutated_frames_never_panic(which in 0usize..9, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+    fn mutated_frames_never_panic(which in 0usize..10, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let mut f = Vec::new();
         encode(&samples()[which], &mut f).unwrap();
         let i = at.index(f.len());
@@ -223,6 +229,7 @@ proptest! {
         let m = Message::Report(Report {
             vipa: VIPA,
             epoch: Epoch(seq ^ 0x55),
+            session: seq / 3,
             seq,
             reset,
             more,

@@ -118,6 +118,7 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Message::ReportAck(m) => body(m, out),
         Message::Stale(m) => body(m, out),
         Message::Quiesce(m) => body(m, out),
+        Message::Accepted(m) => body(m, out),
     };
     let len = out.len() - start;
     let result = match body {
@@ -219,6 +220,7 @@ pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
         7 => Message::ReportAck(parse(kind, b)?),
         8 => Message::Stale(parse(kind, b)?),
         9 => Message::Quiesce(parse(kind, b)?),
+        10 => Message::Accepted(parse(kind, b)?),
         _ => return Err(DecodeError::UnknownKind { kind }),
     };
     Ok((msg, len))

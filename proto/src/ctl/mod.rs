@@ -139,6 +139,8 @@ pub enum Message {
     Stale(Stale),
     /// Node → agent: quiesce or resume the target (or one service of it).
     Quiesce(Quiesce),
+    /// Agent → claimant: the epoch is confirmed, under a short lease.
+    Accepted(Accepted),
 }
 
 /// A node's view of one VIPA, in [`NodeStatus`].
@@ -152,6 +154,8 @@ pub struct VipaStatus {
     pub owner: Option<NodeName>,
     /// Whether this node routes the VIPA now (with `epoch`).
     pub routing: bool,
+    /// Whether this node is claiming the VIPA now (with `epoch`).
+    pub claiming: bool,
     /// Whether the operator deactivated the VIPA on this node (it neither
     /// owns nor takes it over until reactivated).
     pub deactivated: bool,
@@ -208,7 +212,33 @@ pub struct Define {
     pub owner: NodeName,
     /// The services to watch.
     pub services: Vec<Service>,
+    /// Answer with [`Accepted`] if this epoch is the agent's, and accept no
+    /// newer one for [`LEASE_MS`] (see [`Accepted`]).
+    pub confirm: bool,
+    /// Send a full report even if this epoch is already the agent's: the
+    /// owner has none from this agent (it restarted and claimed the same
+    /// epoch again, or lost track of the agent's session).
+    pub full: bool,
 }
+
+/// [`Message::Accepted`]: agent → claimant, answering a confirming
+/// [`Define`]: "`epoch` is the newest I have accepted, and I accept no newer
+/// one for [`LEASE_MS`] from now". A claimant that gets this from a
+/// majority of the targets within [`LEASE_MS`] of asking knows that no
+/// other node can have collected a majority for a newer epoch before the
+/// answers arrived, so its announcement cannot follow a newer one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The VIPA.
+    pub vipa: IpAddr,
+    /// The epoch confirmed.
+    pub epoch: Epoch,
+}
+
+/// How long an agent's promise in [`Accepted`] lasts, in milliseconds of
+/// its own clock. Only durations are compared, so the clocks of the nodes
+/// need not agree, only tick at about the same rate.
+pub const LEASE_MS: u64 = 100;
 
 /// [`Message::Report`]. A full report is a message with `reset` (the
 /// receiver forgets what the target reported before) followed by parts
@@ -219,7 +249,10 @@ pub struct Report {
     pub vipa: IpAddr,
     /// The owner's epoch this report is for.
     pub epoch: Epoch,
-    /// Sequence number within `epoch`, from 1, one per message.
+    /// The agent process: a restarted agent has another session, and the
+    /// owner then waits for its full report.
+    pub session: u64,
+    /// Sequence number within the session and `epoch`, one per message.
     pub seq: u64,
     /// This message starts a full report.
     pub reset: bool,
@@ -241,8 +274,10 @@ pub struct ReportAck {
     pub vipa: IpAddr,
     /// The epoch.
     pub epoch: Epoch,
-    /// Every report up to and including this one is applied; 0 = none,
-    /// send a full report.
+    /// The agent session acknowledged.
+    pub session: u64,
+    /// Every report of the session up to and including this one is
+    /// applied.
     pub seq: u64,
 }
 
@@ -281,6 +316,7 @@ impl Message {
             Message::ReportAck(_) => 7,
             Message::Stale(_) => 8,
             Message::Quiesce(_) => 9,
+            Message::Accepted(_) => 10,
         }
     }
 
@@ -295,6 +331,7 @@ impl Message {
             Message::ReportAck(m) => Some(m.vipa),
             Message::Stale(m) => Some(m.vipa),
             Message::Quiesce(m) => Some(m.vipa),
+            Message::Accepted(m) => Some(m.vipa),
         }
     }
 }
