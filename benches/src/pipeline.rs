@@ -401,13 +401,13 @@ fn mixed_imix(settings: &Settings) -> CaseResult {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut fill = |seq: u64, b: &mut HeapBuf| {
         let r = next_random(&mut rng);
-        if r % 100 == 0 {
+        if r.is_multiple_of(100) {
             syn4.fill(b, (1 << 40) + seq);
             return;
         }
         let size = (r >> 8) as usize % sizes.len();
         let flow = (r >> 16) % FLOWS;
-        if (r >> 40) % 5 == 0 {
+        if (r >> 40).is_multiple_of(5) {
             v6[size].fill(b, flow);
         } else {
             v4[size].fill(b, flow);

@@ -1,9 +1,14 @@
 //! vipa's control plane.
 //!
-//! For now the target side, [`agent`] (the code behind `vipa-agent`, which
-//! runs on every target), and the snapshot channel to the forwarder,
-//! [`snapshot`]. The daemon (`vipa-control`) and
-//! the operator CLI (`vipactl`) follow (DESIGN.md §3).
+//! - [`cluster`]: the membership and failover protocol as sans-IO state
+//!   machines (routing node and agent).
+//! - [`agent`]: the code behind `vipa-agent`, which runs on every target.
+//! - [`snapshot`]: the snapshot writer and the back-channel reader of the
+//!   channel to the forwarder.
+//!
+//! The daemon (`vipa-control`) and the operator CLI (`vipactl`) follow
+//! (DESIGN.md §3).
 
 pub mod agent;
+pub mod cluster;
 pub mod snapshot;

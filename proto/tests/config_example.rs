@@ -84,6 +84,22 @@ fn example_parses() {
         Some(IpAddr::from([10, 10, 0, 1]))
     );
 
+    // The cluster: two nodes, each owning one VIPA and backing up the other.
+    assert_eq!(c.cluster.nodes.len(), 2);
+    assert_eq!(
+        c.cluster.probe_interval,
+        std::time::Duration::from_millis(200)
+    );
+    assert_eq!(
+        (v4.owner.as_str(), v4.backups.as_slice()),
+        ("fwd-a", &["fwd-b".to_owned()][..])
+    );
+    assert_eq!(v4.moveable, vipa_proto::config::Moveable::Immediate);
+    assert_eq!(v4.candidates_for("fwd-b").len(), 2);
+    assert_eq!(v4.candidates_for("fwd-a").len(), 3);
+    assert_eq!(v6.owner, "fwd-b");
+    assert_eq!(v6.moveable, vipa_proto::config::Moveable::WhenIdle);
+
     // The Maglev tables build; shares follow the weights 1:2:1.
     let t = v4.maglev_table().unwrap();
     let counts = t.slot_counts(3);

@@ -362,4 +362,67 @@ pub enum Problem {
         /// Why that much is needed.
         reason: String,
     },
+    /// A socket address that does not parse.
+    #[error("{value:?} is not an address and port; write e.g. \"10.10.0.1:7400\" or \"[fd00:10::1]:7400\"")]
+    InvalidSocketAddress {
+        /// As written.
+        value: String,
+    },
+    /// Two `[[cluster.node]]` with the same name.
+    #[error("node name {name:?} is already used by the node at line {first_line}; give each routing node its own name")]
+    DuplicateNodeName {
+        /// The name.
+        name: String,
+        /// Where it was first used.
+        first_line: usize,
+    },
+    /// `node.name` is not among `[[cluster.node]]`.
+    #[error("this node, {name:?} (node.name), is not listed; add a [[cluster.node]] with name = {name:?} and its address")]
+    ThisNodeNotListed {
+        /// `node.name`.
+        name: String,
+    },
+    /// A node name that is not a routing node of the cluster.
+    #[error("{name:?} is not a routing node of this cluster; {}",
+        if known.len() == 1 && !*cluster { format!("without a [cluster] section the only node is {:?} (node.name): add [cluster] and its [[cluster.node]] tables to name others", known[0]) }
+        else { format!("use one of the [[cluster.node]] names: {}", known.join(", ")) })]
+    UnknownNode {
+        /// As written.
+        name: String,
+        /// The routing nodes.
+        known: Vec<String>,
+        /// Whether the file has a `[cluster]` section.
+        cluster: bool,
+    },
+    /// The owner also listed as a backup, or a backup listed twice.
+    #[error("{name:?} is already {first}; a node has one rank per VIPA, list it once")]
+    RankedTwice {
+        /// The node.
+        name: String,
+        /// "the owner" or "backups[N]".
+        first: String,
+    },
+    /// A candidate that is not one of the VIPA's targets.
+    #[error("{address} is not one of this VIPA's targets; candidates are chosen among the [[vipa.target]] addresses, add it there first")]
+    CandidateNotTarget {
+        /// The address.
+        address: IpAddr,
+    },
+    /// The same candidate twice in one node's list.
+    #[error("{address} is listed twice in this candidate list; remove one")]
+    DuplicateCandidate {
+        /// The address.
+        address: IpAddr,
+    },
+    /// A node's candidate list with no target.
+    #[error("the candidate list is empty, so this node would refuse every new connection; list at least one target, or remove the entry to use them all")]
+    NoCandidates,
+    /// `probe_timeout_ms` not below `probe_interval_ms`.
+    #[error("{timeout} ms is not less than probe_interval_ms ({interval} ms); a probe must time out within its period, e.g. probe_timeout_ms = {}", interval * 2 / 5)]
+    ProbeTimeoutTooLong {
+        /// `probe_timeout_ms`.
+        timeout: u64,
+        /// `probe_interval_ms`.
+        interval: u64,
+    },
 }

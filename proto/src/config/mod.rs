@@ -17,7 +17,7 @@
 //!   a missing key, the line of the table it is missing from). Unknown keys
 //!   are errors: a misspelt key silently ignored is worse than a refusal.
 //! - **Only the first error is reported**, in the order: syntax, `[node]`,
-//!   `[forwarder]`, `[dpdk]`, `[[port]]`, `[[vipa]]`, then checks that span
+//!   `[forwarder]`, `[dpdk]`, `[[port]]`, `[cluster]`, `[[vipa]]`, then checks that span
 //!   sections (MTU against IPv6).
 //! - **Outer family follows the target.** An IPv4 target is reached with GRE
 //!   over IPv4 from `node.tunnel_source_v4`, an IPv6 target with GRE over
@@ -41,6 +41,19 @@
 //! - **One backend for all ports, for now.** The workers are generic over the
 //!   port type, so one forwarder process drives one kind of port; mixing
 //!   `afpacket` and `dpdk` ports is refused with that reason.
+//! - **Cluster defaults keep one node valid.** Without `[cluster]` the
+//!   cluster is this node alone: every VIPA's owner defaults to
+//!   `node.name`, with no backups. With `[cluster]`, every routing node is
+//!   listed in `[[cluster.node]]` (this one included) and every VIPA names
+//!   its `owner`; `backups` are ranked (the first takes over first). Every
+//!   node must be given the same `[[cluster.node]]` list and the same
+//!   `owner`, `backups` and `moveable` per VIPA: ranks and epochs are
+//!   computed from them on each node.
+//! - **Candidate lists per routing node.** `vipa.target` lists every target
+//!   that may hold connections of the VIPA; the owner of the moment asks all
+//!   of them for their connections, so a takeover keeps every connection
+//!   whatever the new owner's own list. `vipa.candidates.<node>` narrows the
+//!   targets that node gives *new* connections to (default: all).
 //! - **Maglev keys.** A target's Maglev key is its address as `std` prints it
 //!   ([`TargetConfig::maglev_key`]), so every node builds the same table
 //!   whatever the spelling in the file (`fd00:20:0::11` and `fd00:20::11`
@@ -51,7 +64,7 @@ mod parse;
 mod tree;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -102,6 +115,21 @@ pub const DEFAULT_NEIGHBOR_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MBUFS: u32 = 8191;
 /// Largest `port.queues`.
 pub const MAX_QUEUES: u16 = 1024;
+/// Default `cluster.port`: the UDP port of the control protocol on routing
+/// nodes and agents.
+pub const DEFAULT_CLUSTER_PORT: u16 = 7400;
+/// Default `cluster.probe_interval_ms`.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Default `cluster.probe_timeout_ms`.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(80);
+/// Default `cluster.suspect_timeout_ms`.
+pub const DEFAULT_SUSPECT_TIMEOUT: Duration = Duration::from_millis(400);
+/// Default `cluster.collect_timeout_ms`.
+pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_millis(150);
+/// Default `cluster.refresh_interval_ms`.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Default `cluster.restart_hold`.
+pub const DEFAULT_RESTART_HOLD: Duration = Duration::from_secs(30);
 
 /// A whole configuration file, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +146,77 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// `[[vipa]]`: the VIPAs, in file order (possibly none).
     pub vipas: Vec<VipaConfig>,
+    /// `[cluster]`: the routing nodes and the failover timing (optional;
+    /// without it the cluster is this node alone).
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: who the routing nodes are and how fast failures are
+/// detected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `[[cluster.node]]`: every routing node, this one included, in file
+    /// order (names unique). Without `[cluster]`: this node alone, with no
+    /// address.
+    pub nodes: Vec<ClusterNode>,
+    /// `port`: the UDP port agents listen on for the control protocol
+    /// (1..=65535; default 7400).
+    pub agent_port: u16,
+    /// `probe_interval_ms`: how often each node probes one other node
+    /// (SWIM protocol period; 10..=60000 ms; default 200 ms).
+    pub probe_interval: Duration,
+    /// `probe_timeout_ms`: how long a direct probe waits for its answer
+    /// before asking others to probe indirectly (less than
+    /// `probe_interval`; default 80 ms).
+    pub probe_timeout: Duration,
+    /// `suspect_timeout_ms`: how long a node that missed its probe is
+    /// suspected before it is declared down (10..=60000 ms; default 400 ms).
+    pub suspect_timeout: Duration,
+    /// `collect_timeout_ms`: how long a new owner waits for the targets that
+    /// have not answered yet, once a majority has (0..=60000 ms; default
+    /// 150 ms).
+    pub collect_timeout: Duration,
+    /// `refresh_interval_ms`: how often an owner re-sends its VIPA
+    /// definitions to the targets and its ownership to the other nodes
+    /// (10..=60000 ms; default 500 ms).
+    pub refresh_interval: Duration,
+    /// `restart_hold`: how long the connections of a target whose listener
+    /// has gone keep their route (whole seconds, 1..=3600; default 30 s).
+    pub restart_hold: Duration,
+}
+
+impl ClusterConfig {
+    /// The cluster of one node: `name`, no address, default timing.
+    pub fn single(name: &str) -> Self {
+        ClusterConfig {
+            nodes: vec![ClusterNode {
+                name: name.to_owned(),
+                address: None,
+            }],
+            agent_port: DEFAULT_CLUSTER_PORT,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            suspect_timeout: DEFAULT_SUSPECT_TIMEOUT,
+            collect_timeout: DEFAULT_COLLECT_TIMEOUT,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            restart_hold: DEFAULT_RESTART_HOLD,
+        }
+    }
+
+    /// The node with this name, if listed.
+    pub fn node(&self, name: &str) -> Option<&ClusterNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// `[[cluster.node]]`: one routing node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its `node.name` (non-empty, unique).
+    pub name: String,
+    /// Where its control protocol listens (UDP); `None` only for the node
+    /// of a configuration without `[cluster]`.
+    pub address: Option<SocketAddr>,
 }
 
 /// `[node]`.
@@ -302,8 +401,33 @@ pub struct VipaConfig {
     /// Maglev table size: a prime, at least the number of targets
     /// (default 65537).
     pub table_size: u32,
-    /// Candidate targets, in file order (at least one, no duplicates).
+    /// Candidate targets, in file order (at least one, no duplicates):
+    /// every target that may hold connections of this VIPA.
     pub targets: Vec<TargetConfig>,
+    /// `owner`: the routing node that owns the VIPA when it is up (a
+    /// `[[cluster.node]]`; default `node.name` without `[cluster]`).
+    pub owner: String,
+    /// `backups`: routing nodes that take the VIPA over when the owner
+    /// fails, highest rank first (distinct, not the owner; default none).
+    pub backups: Vec<String>,
+    /// `moveable`: when the VIPA moves back to its returning owner.
+    pub moveable: Moveable,
+    /// `candidates`: per routing node, the targets (indices into
+    /// [`Self::targets`], in the order written) it gives new connections
+    /// to; a node not listed uses every target.
+    pub candidates: Vec<(String, Vec<usize>)>,
+}
+
+/// `vipa.moveable`: how the VIPA goes back to its owner after a takeover
+/// (Sysplex Distributor's `MOVEABLE IMMEDIATE` / `MOVEABLE WHENIDLE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Moveable {
+    /// `"immediate"`: as soon as the owner is back and has collected the
+    /// connections; existing connections keep their targets.
+    #[default]
+    Immediate,
+    /// `"when-idle"`: once the backup holds no connection of the VIPA.
+    WhenIdle,
 }
 
 impl VipaConfig {
@@ -325,6 +449,32 @@ impl VipaConfig {
             })
             .collect();
         maglev::build(&targets, self.table_size as usize)
+    }
+
+    /// The node's rank for this VIPA: 0 for the owner, 1 for the first
+    /// backup, and so on; `None` if the node may not own it.
+    pub fn rank_of(&self, node: &str) -> Option<usize> {
+        if self.owner == node {
+            return Some(0);
+        }
+        self.backups.iter().position(|b| b == node).map(|i| i + 1)
+    }
+
+    /// The node of this rank (0 = owner).
+    pub fn node_at_rank(&self, rank: usize) -> Option<&str> {
+        match rank {
+            0 => Some(&self.owner),
+            r => self.backups.get(r - 1).map(String::as_str),
+        }
+    }
+
+    /// The targets `node` gives new connections to: its `candidates` entry,
+    /// or every target.
+    pub fn candidates_for(&self, node: &str) -> Vec<TargetConfig> {
+        match self.candidates.iter().find(|(n, _)| n == node) {
+            Some((_, indices)) => indices.iter().map(|&i| self.targets[i]).collect(),
+            None => self.targets.clone(),
+        }
     }
 }
 
@@ -354,7 +504,9 @@ pub enum Distribution {
 }
 
 /// A transport protocol a service is offered on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum L4Protocol {
     /// TCP (IP protocol 6).
     Tcp,
@@ -382,7 +534,9 @@ impl fmt::Display for L4Protocol {
 }
 
 /// A service of a VIPA: `tcp/443`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Service {
     /// The transport protocol.
     pub protocol: L4Protocol,

@@ -1,7 +1,7 @@
 //! The schema: from the spanned tree to a checked [`Config`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
@@ -9,16 +9,29 @@ use std::time::Duration;
 use super::error::{AddressFamily, ConfigError, Location, Problem};
 use super::tree::{self, Item, Key, Value};
 use super::{
-    Backend, Config, Distribution, DpdkConfig, ForwarderConfig, MacAddr, NodeConfig, NotVipa,
-    PortConfig, Service, ServiceParseError, TargetConfig, VipaConfig, DEFAULT_BURST_SIZE,
-    DEFAULT_CORES, DEFAULT_FLOW_IDLE_TIMEOUT, DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_IDLE_POLLS,
-    DEFAULT_IDLE_SLEEP, DEFAULT_MBUFS, DEFAULT_MTU, DEFAULT_NEIGHBOR_REFRESH,
-    DEFAULT_NEIGHBOR_TIMEOUT, DEFAULT_TX_DRAIN, DEFAULT_WEIGHT, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6,
-    IPV6_MIN_MTU, MAX_BURST_SIZE, MAX_CORE_ID, MAX_MTU, MAX_QUEUES, MAX_WEIGHT, MIN_MTU,
+    Backend, ClusterConfig, ClusterNode, Config, Distribution, DpdkConfig, ForwarderConfig,
+    MacAddr, Moveable, NodeConfig, NotVipa, PortConfig, Service, ServiceParseError, TargetConfig,
+    VipaConfig, DEFAULT_BURST_SIZE, DEFAULT_CORES, DEFAULT_FLOW_IDLE_TIMEOUT,
+    DEFAULT_FLOW_TABLE_CAPACITY, DEFAULT_IDLE_POLLS, DEFAULT_IDLE_SLEEP, DEFAULT_MBUFS,
+    DEFAULT_MTU, DEFAULT_NEIGHBOR_REFRESH, DEFAULT_NEIGHBOR_TIMEOUT, DEFAULT_TX_DRAIN,
+    DEFAULT_WEIGHT, GRE_OVERHEAD_V4, GRE_OVERHEAD_V6, IPV6_MIN_MTU, MAX_BURST_SIZE, MAX_CORE_ID,
+    MAX_MTU, MAX_QUEUES, MAX_WEIGHT, MIN_MTU,
 };
 use crate::maglev::{self, DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE};
 
-const ROOT_KEYS: &[&str] = &["node", "forwarder", "dpdk", "port", "vipa"];
+const ROOT_KEYS: &[&str] = &["node", "forwarder", "dpdk", "port", "cluster", "vipa"];
+const CLUSTER_KEYS: &[&str] = &[
+    "node",
+    "port",
+    "probe_interval_ms",
+    "probe_timeout_ms",
+    "suspect_timeout_ms",
+    "collect_timeout_ms",
+    "refresh_interval_ms",
+    "restart_hold",
+];
+const CLUSTER_NODE_KEYS: &[&str] = &["name", "address"];
+const MOVEABLE: &[&str] = &["immediate", "when-idle"];
 const NODE_KEYS: &[&str] = &["name", "tunnel_source_v4", "tunnel_source_v6"];
 const FORWARDER_KEYS: &[&str] = &[
     "flow_table_capacity",
@@ -50,6 +63,10 @@ const VIPA_KEYS: &[&str] = &[
     "distribution",
     "table_size",
     "target",
+    "owner",
+    "backups",
+    "moveable",
+    "candidates",
 ];
 const TARGET_KEYS: &[&str] = &["address", "weight"];
 
@@ -67,6 +84,10 @@ const MAX_NEIGHBOR_SECS: i64 = 24 * 3600;
 const MBUFS: RangeInclusive<i64> = 511..=16_777_215;
 /// Longest Linux interface name (`IFNAMSIZ` − 1).
 const MAX_IFNAME: usize = 15;
+/// Range of the cluster's millisecond timings.
+const CLUSTER_MILLIS: RangeInclusive<i64> = 10..=60_000;
+/// Largest `restart_hold`: one hour, in seconds.
+const MAX_RESTART_HOLD: i64 = 3600;
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let ctx = Ctx::new(text, path);
@@ -137,6 +158,16 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ports.push(p);
     }
 
+    let (cluster, has_cluster) = match root.get("cluster") {
+        Some(item) => (cluster(&ctx, item, &node)?, true),
+        None => (ClusterConfig::single(&node.name), false),
+    };
+    let nodes = Nodes {
+        cluster: &cluster,
+        has_cluster,
+        this: &node.name,
+    };
+
     let mut vipas = Vec::new();
     let mut vipa_lines: HashMap<IpAddr, usize> = HashMap::new();
     let vipa_items = match root.get("vipa") {
@@ -144,7 +175,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         None => &[],
     };
     for (i, item) in vipa_items.iter().enumerate() {
-        let (v, address_at) = vipa(&ctx, item, format!("vipa[{i}]"), &node)?;
+        let (v, address_at) = vipa(&ctx, item, format!("vipa[{i}]"), &node, &nodes)?;
         if let Some(&first) = vipa_lines.get(&v.address) {
             return Err(ctx.invalid(
                 address_at,
@@ -167,6 +198,229 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         dpdk,
         ports,
         vipas: vipas.into_iter().map(|(v, _)| v).collect(),
+        cluster,
+    })
+}
+
+/// `[cluster]` and its `[[cluster.node]]` tables.
+fn cluster(ctx: &Ctx<'_>, item: &Item, this: &NodeConfig) -> Result<ClusterConfig, ConfigError> {
+    let t = ctx.table(item, "cluster".into(), CLUSTER_KEYS)?;
+    let mut c = ClusterConfig::single(&this.name);
+    let millis = |key: &str, range: RangeInclusive<i64>, default: Duration| match t.get(key) {
+        Some(i) => Ok(Duration::from_millis(
+            ctx.integer(i, &t.field(key), range)? as u64
+        )),
+        None => Ok(default),
+    };
+    c.probe_interval = millis("probe_interval_ms", CLUSTER_MILLIS, c.probe_interval)?;
+    c.probe_timeout = millis("probe_timeout_ms", 1..=60_000, c.probe_timeout)?;
+    c.suspect_timeout = millis("suspect_timeout_ms", CLUSTER_MILLIS, c.suspect_timeout)?;
+    c.collect_timeout = millis("collect_timeout_ms", 0..=60_000, c.collect_timeout)?;
+    c.refresh_interval = millis("refresh_interval_ms", CLUSTER_MILLIS, c.refresh_interval)?;
+    if c.probe_timeout >= c.probe_interval {
+        let (at, field) = match (t.get("probe_timeout_ms"), t.get("probe_interval_ms")) {
+            (Some(i), _) => (i.span.start, "probe_timeout_ms"),
+            (None, Some(i)) => (i.span.start, "probe_interval_ms"),
+            (None, None) => (item.span.start, "probe_timeout_ms"),
+        };
+        return Err(ctx.invalid(
+            at,
+            t.field(field),
+            Problem::ProbeTimeoutTooLong {
+                timeout: c.probe_timeout.as_millis() as u64,
+                interval: c.probe_interval.as_millis() as u64,
+            },
+        ));
+    }
+    if let Some(i) = t.get("restart_hold") {
+        c.restart_hold =
+            Duration::from_secs(
+                ctx.integer(i, &t.field("restart_hold"), 1..=MAX_RESTART_HOLD)? as u64,
+            );
+    }
+    if let Some(i) = t.get("port") {
+        c.agent_port = ctx.integer(i, &t.field("port"), 1..=65535)? as u16;
+    }
+
+    let node_field = t.field("node");
+    let node_items = match t.get("node") {
+        Some(i) => ctx.array_of_tables(i, &node_field)?,
+        None => &[],
+    };
+    let mut nodes: Vec<ClusterNode> = Vec::new();
+    let mut name_at: HashMap<String, usize> = HashMap::new();
+    for (j, ni) in node_items.iter().enumerate() {
+        let nt = ctx.table(ni, format!("{node_field}[{j}]"), CLUSTER_NODE_KEYS)?;
+        let name_item = nt.require(ctx, "name", "name = \"fwd-b\"")?;
+        let name = ctx.name(name_item, &nt.field("name"))?;
+        if let Some(&first) = name_at.get(name) {
+            return Err(ctx.invalid(
+                name_item.span.start,
+                nt.field("name"),
+                Problem::DuplicateNodeName {
+                    name: name.to_owned(),
+                    first_line: ctx.line(first),
+                },
+            ));
+        }
+        name_at.insert(name.to_owned(), name_item.span.start);
+        let address = ctx.socket_address(
+            nt.require(ctx, "address", "address = \"10.10.0.2:7400\"")?,
+            &nt.field("address"),
+        )?;
+        nodes.push(ClusterNode {
+            name: name.to_owned(),
+            address: Some(address),
+        });
+    }
+    if !nodes.iter().any(|n| n.name == this.name) {
+        let at = t.get("node").map_or(item.span.start, |i| i.span.start);
+        return Err(ctx.invalid(
+            at,
+            node_field,
+            Problem::ThisNodeNotListed {
+                name: this.name.clone(),
+            },
+        ));
+    }
+    c.nodes = nodes;
+    Ok(c)
+}
+
+/// The routing nodes a VIPA may name.
+struct Nodes<'a> {
+    cluster: &'a ClusterConfig,
+    has_cluster: bool,
+    this: &'a str,
+}
+
+impl Nodes<'_> {
+    /// `item` as the name of a routing node.
+    fn name(&self, ctx: &Ctx<'_>, item: &Item, field: &str) -> Result<String, ConfigError> {
+        let name = ctx.name(item, field)?;
+        if self.cluster.node(name).is_none() {
+            return Err(ctx.invalid(
+                item.span.start,
+                field,
+                Problem::UnknownNode {
+                    name: name.to_owned(),
+                    known: self.cluster.nodes.iter().map(|n| n.name.clone()).collect(),
+                    cluster: self.has_cluster,
+                },
+            ));
+        }
+        Ok(name.to_owned())
+    }
+}
+
+/// A VIPA's place in the cluster, as [`VipaConfig`] holds it.
+struct VipaRoles {
+    owner: String,
+    backups: Vec<String>,
+    moveable: Moveable,
+    candidates: Vec<(String, Vec<usize>)>,
+}
+
+/// `owner`, `backups`, `moveable` and `candidates` of a VIPA table.
+fn vipa_cluster(
+    ctx: &Ctx<'_>,
+    t: &Table<'_>,
+    targets: &[TargetConfig],
+    nodes: &Nodes<'_>,
+) -> Result<VipaRoles, ConfigError> {
+    let owner = match t.get("owner") {
+        Some(i) => nodes.name(ctx, i, &t.field("owner"))?,
+        // One node alone needs no owner written; a cluster does, so that
+        // no two nodes silently both believe they are the owner.
+        None if !nodes.has_cluster => nodes.this.to_owned(),
+        None => {
+            return Err(ctx.invalid(
+                t.start,
+                t.field("owner"),
+                Problem::Missing {
+                    example: "owner = \"fwd-a\" (a [[cluster.node]] name)",
+                },
+            ))
+        }
+    };
+    let mut backups: Vec<String> = Vec::new();
+    if let Some(i) = t.get("backups") {
+        let field = t.field("backups");
+        for (j, b) in ctx.array(i, &field)?.iter().enumerate() {
+            let f = format!("{field}[{j}]");
+            let name = nodes.name(ctx, b, &f)?;
+            let first = if name == owner {
+                Some("the owner".to_owned())
+            } else {
+                backups
+                    .iter()
+                    .position(|x| *x == name)
+                    .map(|k| format!("backups[{k}]"))
+            };
+            if let Some(first) = first {
+                return Err(ctx.invalid(b.span.start, f, Problem::RankedTwice { name, first }));
+            }
+            backups.push(name);
+        }
+    }
+    let moveable = match t.get("moveable") {
+        Some(i) => match ctx.choice(i, &t.field("moveable"), MOVEABLE)? {
+            0 => Moveable::Immediate,
+            _ => Moveable::WhenIdle,
+        },
+        None => Moveable::default(),
+    };
+    let mut candidates = Vec::new();
+    if let Some(i) = t.get("candidates") {
+        let field = t.field("candidates");
+        let Value::Table(entries) = &i.value else {
+            return Err(ctx.wrong_type(i, &field, "a table of node = [target addresses]"));
+        };
+        for (key, list) in entries {
+            let f = format!("{field}.{}", key.name);
+            if nodes.cluster.node(&key.name).is_none() {
+                return Err(ctx.invalid(
+                    key.span.start,
+                    f,
+                    Problem::UnknownNode {
+                        name: key.name.clone(),
+                        known: nodes.cluster.nodes.iter().map(|n| n.name.clone()).collect(),
+                        cluster: nodes.has_cluster,
+                    },
+                ));
+            }
+            let items = ctx.array(list, &f)?;
+            if items.is_empty() {
+                return Err(ctx.invalid(list.span.start, f, Problem::NoCandidates));
+            }
+            let mut indices: Vec<usize> = Vec::new();
+            for (j, a) in items.iter().enumerate() {
+                let af = format!("{f}[{j}]");
+                let address = ctx.address(a, &af, AddressFamily::Any)?;
+                let Some(k) = targets.iter().position(|t| t.address == address) else {
+                    return Err(ctx.invalid(
+                        a.span.start,
+                        af,
+                        Problem::CandidateNotTarget { address },
+                    ));
+                };
+                if indices.contains(&k) {
+                    return Err(ctx.invalid(
+                        a.span.start,
+                        af,
+                        Problem::DuplicateCandidate { address },
+                    ));
+                }
+                indices.push(k);
+            }
+            candidates.push((key.name.clone(), indices));
+        }
+    }
+    Ok(VipaRoles {
+        owner,
+        backups,
+        moveable,
+        candidates,
     })
 }
 
@@ -463,6 +717,7 @@ fn vipa(
     item: &Item,
     field: String,
     node: &NodeConfig,
+    nodes: &Nodes<'_>,
 ) -> Result<(VipaConfig, usize), ConfigError> {
     let t = ctx.table(item, field, VIPA_KEYS)?;
     let address_item = t.require(ctx, "address", "address = \"192.0.2.10\"")?;
@@ -612,6 +867,13 @@ fn vipa(
         ));
     }
 
+    let VipaRoles {
+        owner,
+        backups,
+        moveable,
+        candidates,
+    } = vipa_cluster(ctx, &t, &targets, nodes)?;
+
     Ok((
         VipaConfig {
             address,
@@ -619,6 +881,10 @@ fn vipa(
             distribution,
             table_size,
             targets,
+            owner,
+            backups,
+            moveable,
+            candidates,
         },
         address_item.span.start,
     ))
@@ -937,6 +1203,20 @@ impl<'a> Ctx<'a> {
             ));
         }
         Ok(address)
+    }
+
+    /// An IP address and port (`10.10.0.1:7400`, `[fd00:10::1]:7400`).
+    fn socket_address(&self, item: &Item, field: &str) -> Result<SocketAddr, ConfigError> {
+        let s = self.string(item, field)?;
+        s.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                item.span.start,
+                field,
+                Problem::InvalidSocketAddress {
+                    value: s.to_owned(),
+                },
+            )
+        })
     }
 
     /// A unicast MAC address.

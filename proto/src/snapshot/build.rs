@@ -406,7 +406,7 @@ impl<'d> Builder<'d> {
     /// Writes the snapshot into `out` (exactly [`Self::len`] bytes, 8-byte
     /// aligned; its previous contents do not matter) and returns the checksum.
     pub fn write(&self, out: &mut [u8]) -> Result<u64, BuildError> {
-        let aligned = (out.as_ptr() as usize) % 8 == 0;
+        let aligned = (out.as_ptr() as usize).is_multiple_of(8);
         if out.len() != self.total_len || !aligned {
             return Err(BuildError::Buffer {
                 got: out.len(),

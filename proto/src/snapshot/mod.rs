@@ -402,7 +402,7 @@ fn section_slice<'a, T: FromBytes + KnownLayout + Immutable>(
         count: s.count,
         what,
     };
-    if s.offset % SECTION_ALIGN as u64 != 0 {
+    if !s.offset.is_multiple_of(SECTION_ALIGN as u64) {
         return Err(err("not 64-byte aligned"));
     }
     if s.offset < *prev_end {
@@ -435,7 +435,7 @@ impl<'a> Snapshot<'a> {
         if magic != MAGIC {
             return Err(SnapshotError::BadMagic { found: magic });
         }
-        if (bytes.as_ptr() as usize) % 8 != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(8) {
             return Err(SnapshotError::Misaligned);
         }
         let header =
