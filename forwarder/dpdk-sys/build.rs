@@ -61,6 +61,9 @@ const VARS: &[&str] = &[
     "RTE_MEMPOOL_CACHE_MAX_SIZE",
     "RTE_ETH_NAME_MAX_LEN",
     "RTE_ETH_LINK_UP",
+    "RTE_MAX_ETHPORTS",
+    "RTE_MBUF_F_TX_IPV4",
+    "RTE_MBUF_F_TX_IP_CKSUM",
     "SOCKET_ID_ANY",
 ];
 
@@ -105,6 +108,7 @@ fn main() {
         .generate_comments(false)
         .default_enum_style(bindgen::EnumVariation::ModuleConsts)
         .allowlist_type("rte_eth_rx_mq_mode")
+        .allowlist_type("vipa_mbuf_tx_offload_layout")
         .wrap_static_fns(true)
         .wrap_static_fns_path(&static_fns)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()));

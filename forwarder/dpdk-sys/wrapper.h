@@ -19,3 +19,13 @@ extern const uint64_t vipa_eth_rss_tcp;
 extern const uint64_t vipa_eth_rss_udp;
 extern const uint64_t vipa_eth_tx_offload_ipv4_cksum;
 extern const uint64_t vipa_eth_tx_offload_mbuf_fast_free;
+
+/* The offsets and widths of l2_len and l3_len in rte_mbuf's tx_offload word
+ * (DPDK's anonymous enum in rte_mbuf_core.h, under a name bindgen can give
+ * a stable module), for setting them with one store from Rust. */
+enum vipa_mbuf_tx_offload_layout {
+	VIPA_MBUF_L2_LEN_OFS = RTE_MBUF_L2_LEN_OFS,
+	VIPA_MBUF_L2_LEN_BITS = RTE_MBUF_L2_LEN_BITS,
+	VIPA_MBUF_L3_LEN_OFS = RTE_MBUF_L3_LEN_OFS,
+	VIPA_MBUF_L3_LEN_BITS = RTE_MBUF_L3_LEN_BITS,
+};

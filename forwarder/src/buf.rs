@@ -29,6 +29,20 @@ pub trait PacketBuffer {
     fn append(&mut self, n: usize) -> bool;
     /// Shortens the frame to `len` bytes (no-op when it is not longer).
     fn truncate(&mut self, len: usize);
+    /// Asks for the IPv4 header checksum of this frame to be computed on
+    /// transmission, by the device: the header starts `l2_len` bytes into
+    /// the frame and is `l3_len` bytes long. `true` when the device will do
+    /// it (the caller then writes 0 in the checksum field and skips its own
+    /// sum), `false` (and no change) when the caller must compute it.
+    ///
+    /// The frame leaves by the port it arrived on (the worker transmits on
+    /// the queue a frame came from), so an implementation answers for that
+    /// port. The default: no offload, every backend but `dpdk`.
+    #[inline]
+    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        let _ = (l2_len, l3_len);
+        false
+    }
     /// Frame length in bytes.
     #[inline]
     fn len(&self) -> usize {

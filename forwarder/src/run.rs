@@ -389,16 +389,8 @@ pub fn run_until(
         }
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
-            let ports = open_dpdk(config)?;
-            run_workers(
-                config,
-                opts,
-                stop,
-                tables,
-                ports,
-                Vec::new(),
-                dpdk_thread_init,
-            )
+            let (ports, notes) = open_dpdk(config)?;
+            run_workers(config, opts, stop, tables, ports, notes, dpdk_thread_init)
         }
         #[cfg(not(feature = "dpdk"))]
         Backend::Dpdk => Err(RunError::NoDpdk),
@@ -406,14 +398,18 @@ pub fn run_until(
 }
 
 /// Initialises the EAL with `[dpdk] eal_args` and opens every port's queues.
+/// Returns the queues and a line per port for the start-up summary.
 #[cfg(feature = "dpdk")]
-fn open_dpdk(config: &Config) -> Result<Vec<Vec<crate::port::dpdk::DpdkQueue>>, RunError> {
+fn open_dpdk(
+    config: &Config,
+) -> Result<(Vec<Vec<crate::port::dpdk::DpdkQueue>>, Vec<String>), RunError> {
     use crate::port::dpdk::{DpdkOptions, DpdkPort, Eal};
     let eal = match Eal::get() {
         Some(eal) => eal,
         None => Eal::init(&config.dpdk.eal_args).map_err(|e| RunError::Dpdk(e.to_string()))?,
     };
     let mut ports = Vec::with_capacity(config.ports.len());
+    let mut notes = Vec::with_capacity(config.ports.len());
     for p in &config.ports {
         let opts = DpdkOptions {
             pool_mbufs: config.dpdk.mbufs,
@@ -438,8 +434,23 @@ fn open_dpdk(config: &Config) -> Result<Vec<Vec<crate::port::dpdk::DpdkQueue>>, 
                 socket = info.socket,
                 queues = info.queues,
                 rss = info.rss_hf != 0,
+                ipv4_cksum_offload = info.ipv4_cksum_offload,
                 "opened"
             );
+            notes.push(format!(
+                "port {}: DPDK {} on socket {}, {} queue{}{}, outer IPv4 checksum {}",
+                p.name,
+                info.driver,
+                info.socket,
+                info.queues,
+                if info.queues == 1 { "" } else { "s" },
+                if info.rss_hf != 0 { " (RSS)" } else { "" },
+                if info.ipv4_cksum_offload {
+                    "offloaded to the device"
+                } else {
+                    "in software (the device does not offer the offload)"
+                }
+            ));
         }
         if queues.len() < usize::from(p.queues) {
             tracing::warn!(
@@ -452,7 +463,7 @@ fn open_dpdk(config: &Config) -> Result<Vec<Vec<crate::port::dpdk::DpdkQueue>>, 
         }
         ports.push(queues);
     }
-    Ok(ports)
+    Ok((ports, notes))
 }
 
 /// Makes a worker thread an EAL lcore, so its mbuf allocations use a

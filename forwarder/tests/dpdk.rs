@@ -7,11 +7,13 @@
 //! 1. EAL start-up, and a second `Eal::init` refused;
 //! 2. a device that does not exist: an error that says what to do;
 //! 3. `net_ring0`: a ring loopback (what is transmitted is received again),
-//!    without RSS, so one queue whatever was asked; `Mbuf` edits
-//!    (prepend / adj / append / truncate) against the pool;
+//!    without RSS, so one queue whatever was asked, and without IPv4
+//!    checksum offload; `Mbuf` edits (prepend / adj / append / truncate)
+//!    against the pool, and the checksum offload request on a real mbuf;
 //! 4. frames built with `FrameBuilder` are transmitted into the ring, the
 //!    worker receives them, encapsulates them in GRE and transmits them back
-//!    into the ring, and the test receives and decodes them;
+//!    into the ring, and the test receives and decodes them: the outer
+//!    checksum computed in software, no offload requested;
 //! 5. `net_null0` (with RSS, two queues): a smoke test of the worker on a
 //!    source of 64-byte frames whose content is whatever the pool's buffers
 //!    hold; every frame received is accounted for as sent or dropped.
@@ -23,6 +25,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use common::*;
+use vipa_dpdk_sys as sys;
 use vipa_forwarder::buf::PacketBuffer;
 use vipa_forwarder::counters::Counter;
 use vipa_forwarder::port::dpdk::{DpdkError, DpdkOptions, DpdkPort, DpdkQueue, Eal, Mbuf};
@@ -77,12 +80,17 @@ fn dpdk_backend_on_virtual_devices() {
     let info = q.info().clone();
     assert_eq!((info.requested_queues, info.queues, info.rss_hf), (2, 1, 0));
     assert_eq!(info.driver, "net_ring");
+    assert!(
+        !info.ipv4_cksum_offload,
+        "net_ring does not offer IPv4 checksum offload"
+    );
     assert!(q.link_up(), "a started ring port has link");
     assert!(matches!(
         DpdkPort::open(&eal, "net_ring0", 1, &opts),
         Err(DpdkError::AlreadyOpen(_))
     ));
     mbuf_edits(&q);
+    checksum_offload_request(&q);
 
     // 4. Through the real worker.
     encapsulates_through_the_worker(q);
@@ -92,6 +100,10 @@ fn dpdk_backend_on_virtual_devices() {
     let info = nulls[0].info().clone();
     assert_eq!(info.driver, "net_null");
     assert_ne!(info.rss_hf, 0, "net_null offers RSS");
+    assert!(
+        !info.ipv4_cksum_offload,
+        "net_null does not offer IPv4 checksum offload"
+    );
     assert_eq!(nulls.len(), 2, "RSS: one queue per worker");
     assert_eq!(info.queues, 2);
     let mut w = Worker::new(nulls.into_iter().map(|q| (0, q)).collect(), tables());
@@ -148,6 +160,43 @@ fn mbuf_edits(q: &DpdkQueue) {
     assert_eq!(q.pool_available(), before, "dropping an Mbuf frees it");
 }
 
+/// `(ol_flags & (TX_IPV4 | TX_IP_CKSUM), l2_len, l3_len)` of `m`, the
+/// lengths read through bindgen's bitfield accessors (the C layout), not
+/// the offsets `request_ipv4_checksum` writes with.
+fn tx_request(m: &Mbuf) -> (u64, u64, u64) {
+    // SAFETY: m owns a valid mbuf and is borrowed for the read; the
+    // bitfield view of tx_offload is plain integers over the same 8 bytes,
+    // valid whatever they hold.
+    let (raw, lens) = unsafe {
+        let raw = &*m.as_ptr();
+        (raw, raw.__bindgen_anon_3.__bindgen_anon_1)
+    };
+    (
+        raw.ol_flags & (sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM),
+        lens.l2_len(),
+        lens.l3_len(),
+    )
+}
+
+const CKSUM_FLAGS: u64 = sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM;
+
+fn checksum_offload_request(q: &DpdkQueue) {
+    // A fresh mbuf belongs to no port: the pipeline is told no.
+    let mut m = q.alloc_frame(&[0; 60]).expect("an mbuf");
+    assert_eq!(m.port(), u16::MAX);
+    assert!(!m.offload_ipv4_checksum(14, 20));
+    assert_eq!(tx_request(&m), (0, 0, 0), "a refusal changes nothing");
+    // The request itself, on a real mbuf: untagged and 802.1Q-tagged.
+    for l2_len in [14, 18] {
+        assert!(m.request_ipv4_checksum(l2_len, 20));
+        assert_eq!(tx_request(&m), (CKSUM_FLAGS, l2_len as u64, 20));
+    }
+    // Lengths beyond the fields' 7 and 9 bits are refused.
+    assert!(!m.request_ipv4_checksum(128, 20));
+    assert!(!m.request_ipv4_checksum(14, 512));
+    assert_eq!(tx_request(&m), (CKSUM_FLAGS, 18, 20));
+}
+
 fn encapsulates_through_the_worker(q: DpdkQueue) {
     // Inject: what the queue transmits, the ring gives back on receive.
     let mut q = q;
@@ -179,11 +228,20 @@ fn encapsulates_through_the_worker(q: DpdkQueue) {
     // What the worker transmitted is in the ring now.
     let q = &mut w.queues[0].1;
     let mut out = Burst::new();
+    let port_id = q.info().port_id;
     let mut frames = Vec::new();
     while frames.len() < inputs.len() {
         let n = q.rx_burst(&mut out, 32);
         assert!(n > 0, "the encapsulated frames come back");
-        frames.extend(out.drain(..).map(|m| m.data().to_vec()));
+        for mut m in out.drain(..) {
+            // The ring hands back the worker's own mbufs: the software
+            // checksum path asked the device for nothing.
+            assert_eq!(tx_request(&m), (0, 0, 0));
+            // Received on the ring port, which has no offload.
+            assert_eq!(m.port(), port_id, "receive records the port");
+            assert!(!m.offload_ipv4_checksum(14, 20));
+            frames.push(m.data().to_vec());
+        }
     }
     let mut targets = HashSet::new();
     for (frame, input) in frames.iter().zip(&inputs) {

@@ -6,7 +6,10 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
+use vipa_forwarder::buf::{HeapBuf, PacketBuffer};
 use vipa_forwarder::counters::Counter;
+use vipa_forwarder::pipeline::{Outputs, Pipeline};
+use vipa_forwarder::port::Burst;
 use vipa_proto::build::ip_packet;
 use vipa_proto::wire::{
     arp, ethernet, gre, icmpv4, icmpv6, ipv4, ipv6, tcp::flags, EtherType, EthernetAddress,
@@ -410,4 +413,105 @@ fn every_frame_ends_in_exactly_one_place() {
     .sum();
     assert_eq!(c.get(Counter::RxPackets), frames);
     assert_eq!(c.get(Counter::TxPackets) + host + c.drops(), frames);
+}
+
+/// A buffer whose device computes IPv4 header checksums (what an `Mbuf` on
+/// a port with the offload is): records every request.
+struct OffloadBuf {
+    buf: HeapBuf,
+    requests: Vec<(usize, usize)>,
+}
+
+impl PacketBuffer for OffloadBuf {
+    fn data(&self) -> &[u8] {
+        self.buf.data()
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.buf.data_mut()
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        self.buf.prepend(n)
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        self.buf.adj(n)
+    }
+    fn append(&mut self, n: usize) -> bool {
+        self.buf.append(n)
+    }
+    fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len)
+    }
+    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        self.requests.push((l2_len, l3_len));
+        true
+    }
+}
+
+/// Runs `frame` through a fresh pipeline in an [`OffloadBuf`] on port 0:
+/// the frames to transmit (the requests each got in `requests`).
+fn through_offload(frame: &[u8]) -> Vec<OffloadBuf> {
+    let mut p = Pipeline::new(tables());
+    let mut rx = Burst::new();
+    rx.push(OffloadBuf {
+        buf: HeapBuf::from_frame(frame),
+        requests: Vec::new(),
+    });
+    let mut out = Outputs::new();
+    p.process_burst(0, &mut rx, 100, &mut out);
+    out.tx.drain(..).collect()
+}
+
+#[test]
+fn a_buffer_that_offloads_gets_checksum_zero_and_the_request() {
+    let mut tagged = builder();
+    tagged.vlan = Some(42);
+    for (b, l2_len) in [(builder(), 14), (tagged, 18)] {
+        for input in [
+            b.tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::SYN, b"hello"),
+            b.udp(v6(client6()), v6(vipa6()), 5000, 53, b"q"),
+        ] {
+            let offloaded = through_offload(&input);
+            let software = send(&mut worker(), 0, &input).tx;
+            // The IPv4 VIPA has IPv4 targets, the IPv6 one IPv6 targets.
+            let v4_targets = input[l2_len - 2..l2_len] == [0x08, 0x00];
+            assert_eq!((offloaded.len(), software.len()), (1, 1));
+            let (frame, requests) = (offloaded[0].buf.data(), &offloaded[0].requests);
+            if !v4_targets {
+                // An IPv6 outer header: no checksum to offload.
+                assert!(requests.is_empty());
+                assert_eq!(frame, software[0]);
+                continue;
+            }
+            assert_eq!(requests, &[(l2_len, 20)], "one request, l2 {l2_len}, l3 20");
+            let (_, ip) = outer_v4(frame);
+            assert_eq!(ip.checksum(), 0, "the device fills the checksum in");
+            // Everything else is what software checksumming writes.
+            let mut expected = software[0].clone();
+            assert!(ipv4::Packet::new_checked(&expected[l2_len..])
+                .unwrap()
+                .verify_checksum());
+            expected[l2_len + 10..l2_len + 12].fill(0);
+            assert_eq!(frame, expected);
+        }
+    }
+    // An IPv6 outer header (IPv4 VIPA, IPv6 target) has no checksum to offload.
+    let input = builder().tcp(
+        v4(CLIENT4),
+        v4(Ipv4Addr::new(192, 0, 2, 20)),
+        40000,
+        80,
+        flags::SYN,
+        b"x",
+    );
+    let offloaded = through_offload(&input);
+    assert_eq!(offloaded.len(), 1);
+    assert!(offloaded[0].requests.is_empty());
+    assert_eq!(
+        offloaded[0].buf.data(),
+        send(&mut worker(), 0, &input).tx[0]
+    );
+    // Replies are checksummed in software, never offloaded.
+    let reply = through_offload(&builder().icmpv4_echo_request(CLIENT4, VIPA4, 7, 1, b"ping"));
+    assert_eq!(reply.len(), 1);
+    assert!(reply[0].requests.is_empty());
 }

@@ -14,7 +14,9 @@
 //!   packet (IPv6 is never fragmented on the path); identification 0 with DF
 //!   (RFC 6864 §4.1: the field "MUST NOT be used for any purpose other than
 //!   fragmentation and reassembly" of atomic datagrams), a per-worker counter
-//!   without it; a valid header checksum;
+//!   without it; a valid header checksum, or 0 when the buffer hands the
+//!   checksum to the device ([`PacketBuffer::offload_ipv4_checksum`]: the
+//!   `dpdk` backend on a port with IPv4 checksum offload);
 //! * IPv6 outer: flow label = the low 20 bits of the flow hash, so ECMP on
 //!   the way to the target keeps a flow on one path (RFC 6438 §3);
 //! * the inner packet is byte-for-byte what arrived: no TTL decrement;
@@ -103,6 +105,8 @@ pub(super) fn encapsulate<B: PacketBuffer>(
     if !buf.prepend(overhead) {
         return Verdict::Drop(Counter::DropNoBufferRoom);
     }
+    // The outer IPv4 header's checksum: the device's when it takes it.
+    let cksum_offload = t.outer_v4.is_some() && buf.offload_ipv4_checksum(l2_len, ipv4::HEADER_LEN);
     let data = buf.data_mut();
     let outer_ethertype = match t.address {
         IpAddr::V4(_) => EtherType::Ipv4,
@@ -133,7 +137,16 @@ pub(super) fn encapsulate<B: PacketBuffer>(
             else {
                 return Verdict::Drop(Counter::DropNoBufferRoom);
             };
-            write_outer_v4(out, outer, dscp_ecn, total_len, id, df, gre_proto);
+            write_outer_v4(
+                out,
+                outer,
+                dscp_ecn,
+                total_len,
+                id,
+                df,
+                gre_proto,
+                cksum_offload,
+            );
         }
         (None, IpAddr::V6(dst), IpAddr::V6(src)) => {
             let mut ip =
@@ -172,6 +185,13 @@ pub(super) fn encapsulate<B: PacketBuffer>(
 /// checksum is the constant part's sum plus the per-packet words (see
 /// [`OuterV4`]), never read back from the buffer. The bytes are exactly
 /// those of setting each field and computing the checksum over the header.
+///
+/// With `cksum_offload` (the device computes the checksum on transmission)
+/// the checksum field is 0 and no sum is computed: 0 is what DPDK's own
+/// transmit preparation (`rte_eth_tx_prepare`) writes there for
+/// `RTE_MBUF_F_TX_IP_CKSUM`, and what the DPDK mbuf guide asks for, since
+/// some devices add the field's content into the sum they insert.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn write_outer_v4(
     out: &mut [u8; OVERHEAD_V4],
@@ -181,16 +201,21 @@ fn write_outer_v4(
     id: u16,
     df: bool,
     gre_proto: u16,
+    cksum_offload: bool,
 ) {
     // RFC 791: flags are the top 3 bits of bytes 6–7 (DF = 0x4000), the
     // fragment offset the rest (0).
     let flags: u16 = if df { 0x4000 } else { 0 };
-    let mut sum = outer.sum + u32::from(dscp_ecn) + u32::from(total_len) + u32::from(id);
-    sum += u32::from(flags);
-    // The sum of at most eleven 16-bit words fits 20 bits: two folds.
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(sum as u16);
+    let checksum = if cksum_offload {
+        0
+    } else {
+        let mut sum = outer.sum + u32::from(dscp_ecn) + u32::from(total_len) + u32::from(id);
+        sum += u32::from(flags);
+        // The sum of at most eleven 16-bit words fits 20 bits: two folds.
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        !(sum as u16)
+    };
     let w0 = (0x45u64 << 56)
         | (u64::from(dscp_ecn) << 48)
         | (u64::from(total_len) << 32)
@@ -327,6 +352,7 @@ mod tests {
                     id,
                     df,
                     gre_proto,
+                    false,
                 );
                 assert_eq!(
                     out,
@@ -338,6 +364,20 @@ mod tests {
                     0xffff,
                     "a valid header sums to 0xFFFF"
                 );
+                // Offloaded: the same header with checksum 0.
+                let mut off = [0x55u8; OVERHEAD_V4];
+                write_outer_v4(
+                    &mut off,
+                    &OuterV4::new(src, dst),
+                    dscp_ecn,
+                    total_len,
+                    id,
+                    df,
+                    gre_proto,
+                    true,
+                );
+                out[10..12].fill(0);
+                assert_eq!(off, out, "offloaded: checksum 0, the rest unchanged");
             }
         }
     }

@@ -33,12 +33,25 @@
 //!   pipeline's [`crate::buf::HEADROOM`]) in front for the GRE headers. A port
 //!   whose rings would not fit in what is left of its socket's pool is
 //!   refused with an error that says which option to raise.
-//! - **Checksums.** The pipeline always writes a valid outer IPv4 header
-//!   checksum in software (a 20-byte header: a handful of adds). The port
-//!   reports whether the device could do it
-//!   ([`DpdkPortInfo::ipv4_cksum_offload`]) but does not enable the
-//!   offload: letting the NIC do it would only pay once the pipeline skips
-//!   its own checksum, which it does not do yet.
+//! - **Checksums.** IPv4 header checksum offload when the device offers it,
+//!   software otherwise. A device whose `tx_offload_capa` has
+//!   `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM` is configured with it
+//!   ([`DpdkPortInfo::ipv4_cksum_offload`], in the start-up log), and its
+//!   port id is marked in a static table. Encapsulation asks the buffer
+//!   ([`PacketBuffer::offload_ipv4_checksum`]); an [`Mbuf`] says yes when
+//!   its `port` — the port it arrived on, which [`DpdkQueue`]'s receive
+//!   sets, and the one it leaves by, since the worker transmits a frame on
+//!   the queue it came from — is marked: it then sets `RTE_MBUF_F_TX_IPV4 |
+//!   RTE_MBUF_F_TX_IP_CKSUM`, `l2_len` (14, or 18 with an 802.1Q tag) and
+//!   `l3_len` (20), and the outer header is written with checksum 0 and no
+//!   software sum. On any other port the pipeline computes the checksum (a
+//!   20-byte header: a handful of adds), as every other backend does.
+//!   `rte_eth_tx_prepare` is not called: for this offload all it would do
+//!   is zero the checksum field, which encapsulation does already. No device
+//!   available to the tests offers the offload (`net_ring`, `net_null` and
+//!   `net_af_packet` do not), so the offload path is covered by tests with
+//!   a buffer that accepts it and by [`Mbuf::request_ipv4_checksum`] on real
+//!   mbufs, not by a device computing checksums.
 //! - **Exception path.** There is no KNI / virtio-user path to the host yet:
 //!   [`PortQueue::to_host`] takes nothing, so the worker frees those frames
 //!   and counts them as `drop_host_full`. Put management traffic on another
@@ -65,7 +78,7 @@
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vipa_dpdk_sys as sys;
@@ -356,6 +369,39 @@ impl Mbuf {
         self.raw().nb_segs
     }
 
+    /// The DPDK port the frame arrived on (`RTE_MBUF_PORT_INVALID`, 0xFFFF,
+    /// for an mbuf allocated here).
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    /// Asks the device to compute the IPv4 header checksum on transmission
+    /// (`RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM`, `l2_len`, `l3_len`),
+    /// whatever the port: false (and no change) only when the lengths do
+    /// not fit their fields. Only a port that enabled
+    /// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM` honours the request; the pipeline
+    /// goes through [`PacketBuffer::offload_ipv4_checksum`], which checks
+    /// that first.
+    #[inline]
+    pub fn request_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        use sys::vipa_mbuf_tx_offload_layout as layout;
+        if l2_len >= 1 << layout::VIPA_MBUF_L2_LEN_BITS
+            || l3_len >= 1 << layout::VIPA_MBUF_L3_LEN_BITS
+        {
+            return false;
+        }
+        // SAFETY: the mbuf is exclusively ours (&mut self).
+        let m = unsafe { self.0.as_mut() };
+        m.ol_flags |= sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM;
+        // The whole tx_offload word in one store, as rte_mbuf_tx_offload()
+        // builds it: l2_len and l3_len, every other length (L4, TSO, outer
+        // headers: unused without their flags) 0.
+        m.__bindgen_anon_3.tx_offload = ((l2_len as u64) << layout::VIPA_MBUF_L2_LEN_OFS)
+            | ((l3_len as u64) << layout::VIPA_MBUF_L3_LEN_OFS);
+        true
+    }
+
     /// Sets the frame to a copy of `frame` (resets the headroom); false
     /// (and unchanged) when it does not fit.
     pub fn set_frame(&mut self, frame: &[u8]) -> bool {
@@ -473,7 +519,28 @@ impl PacketBuffer for Mbuf {
     fn len(&self) -> usize {
         usize::from(self.raw().data_len)
     }
+
+    /// Requests the offload when the port the frame arrived on — the one it
+    /// leaves by — enabled it: one load of the mbuf's `port` (in the cache
+    /// line the receive path touched; [`DpdkQueue`]'s receive sets it, since
+    /// not every driver does) and one of a static per-port table.
+    #[inline]
+    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        let port = usize::from(self.port());
+        TX_IPV4_CKSUM
+            .get(port)
+            .is_some_and(|on| on.load(Ordering::Relaxed))
+            && self.request_ipv4_checksum(l2_len, l3_len)
+    }
 }
+
+/// Per DPDK port id: the port is open with `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`
+/// enabled. Written by [`DpdkPort::open`] before it returns the port's
+/// queues and cleared when the port stops; a worker gets a queue through a
+/// thread start or a channel, which orders the write before its loads, so
+/// they can be relaxed.
+static TX_IPV4_CKSUM: [AtomicBool; sys::RTE_MAX_ETHPORTS as usize] =
+    [const { AtomicBool::new(false) }; sys::RTE_MAX_ETHPORTS as usize];
 
 /// Settings of [`DpdkPort::open`].
 #[derive(Clone, Debug)]
@@ -523,8 +590,9 @@ pub struct DpdkPortInfo {
     pub queues: u16,
     /// RSS hash functions enabled (0: no RSS).
     pub rss_hf: u64,
-    /// The device offers IPv4 header checksum offload (not used: see the
-    /// module docs).
+    /// The device offers IPv4 header checksum offload, so the port is
+    /// configured with it and the outer IPv4 checksum of encapsulated frames
+    /// is left to the device (see the module docs).
     pub ipv4_cksum_offload: bool,
     /// Promiscuous mode is on.
     pub promiscuous: bool,
@@ -576,6 +644,9 @@ impl Drop for PortHandle {
         // SAFETY: the port was configured and started by DpdkPort::open and
         // no queue of it is left (this runs when the last one is dropped).
         unsafe { sys::rte_eth_dev_stop(self.info.port_id) };
+        if let Some(on) = TX_IPV4_CKSUM.get(usize::from(self.info.port_id)) {
+            on.store(false, Ordering::Relaxed);
+        }
         let mut reg = registry();
         reg.open.retain(|&p| p != self.info.port_id);
         if let Some(pool) = reg.pools.iter_mut().find(|p| p.socket == self.info.socket) {
@@ -669,8 +740,14 @@ impl DpdkPort {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
             conf.rx_adv_conf.rss_conf.rss_key = ptr::null_mut();
         }
+        // IPv4 header checksum offload whenever the device has it: the
+        // pipeline then leaves the outer header's checksum to the device.
         // SAFETY: reading a constant defined by the C shim.
-        let cksum = dev_info.tx_offload_capa & unsafe { sys::vipa_eth_tx_offload_ipv4_cksum } != 0;
+        let cksum_flag = unsafe { sys::vipa_eth_tx_offload_ipv4_cksum };
+        let cksum = dev_info.tx_offload_capa & cksum_flag != 0;
+        if cksum {
+            conf.txmode.offloads |= cksum_flag;
+        }
 
         // SAFETY: port_id is valid and stopped (not in `open`); conf is a
         // fully initialised configuration.
@@ -794,6 +871,9 @@ impl DpdkPort {
         reg.pools[pool_index].committed += need;
         reg.open.push(port_id);
         drop(reg);
+        if let Some(on) = TX_IPV4_CKSUM.get(usize::from(port_id)) {
+            on.store(cksum, Ordering::Relaxed);
+        }
 
         let handle = Arc::new(PortHandle {
             info: DpdkPortInfo {
@@ -939,13 +1019,19 @@ impl PortQueue for DpdkQueue {
         let mut got = 0;
         for &m in &raw[..usize::from(n).min(want)] {
             // SAFETY: the driver returned n valid mbufs and hands them over.
-            let Some(m) = (unsafe { Mbuf::from_raw(m) }) else {
+            let Some(mut m) = (unsafe { Mbuf::from_raw(m) }) else {
                 continue;
             };
             if m.segments() != 1 {
                 self.dropped_multiseg += 1;
                 continue;
             }
+            // The input port, which the frame leaves by: what
+            // offload_ipv4_checksum asks about. Most drivers set it, not
+            // all (net_ring does not); a store into the cache line just
+            // read for nb_segs.
+            // SAFETY: the mbuf is exclusively ours now.
+            unsafe { m.0.as_mut() }.port = self.port_id;
             out.push(m);
             got += 1;
         }
