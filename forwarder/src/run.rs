@@ -212,6 +212,21 @@ pub struct RunReport {
     pub total: BTreeMap<&'static str, u64>,
     /// Per target, summed over the workers.
     pub targets: Vec<TargetReport>,
+    /// The backends' own counters per queue (kernel ring drops, wake-ups,
+    /// ...), read when the workers stop: only in the final report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueReport>,
+}
+
+/// The backend's own counters of one queue of one port.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueReport {
+    /// The port's name.
+    pub port: String,
+    /// The queue (= the worker that owned it).
+    pub queue: usize,
+    /// The backend's counters, by name (`afxdp_kernel_rx_ring_full`, ...).
+    pub counters: BTreeMap<&'static str, u64>,
 }
 
 fn by_name(c: &Counters) -> BTreeMap<&'static str, u64> {
@@ -249,6 +264,7 @@ impl RunReport {
                     bytes: c.bytes,
                 })
                 .collect(),
+            queues: Vec::new(),
         }
     }
 
@@ -289,6 +305,23 @@ impl RunReport {
                     t.flows,
                     t.packets,
                     t.bytes
+                );
+            }
+        }
+        for q in &self.queues {
+            let nonzero: Vec<String> = q
+                .counters
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if !nonzero.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "\nport {} queue {}: {}",
+                    q.port,
+                    q.queue,
+                    nonzero.join(", ")
                 );
             }
         }
@@ -791,7 +824,7 @@ struct Ready {
 struct Running {
     core: usize,
     shared: Arc<SharedCounters>,
-    handle: thread::JoinHandle<Counters>,
+    handle: thread::JoinHandle<(Counters, QueueCounters)>,
 }
 
 /// Starts a worker per core over `ports` (per port, one queue per core),
@@ -954,10 +987,23 @@ where
     tracing::info!("stopping: the workers finish their current burst");
 
     let mut finals = Vec::with_capacity(running.len());
+    let mut queues = Vec::new();
     let mut panicked = None;
-    for r in running {
+    for (w, r) in running.into_iter().enumerate() {
         match r.handle.join() {
-            Ok(c) => finals.push(c),
+            Ok((c, q)) => {
+                finals.push(c);
+                queues.extend(q.into_iter().map(|(port, counters)| {
+                    QueueReport {
+                        port: config
+                            .ports
+                            .get(port)
+                            .map_or_else(String::new, |p| p.name.clone()),
+                        queue: w,
+                        counters,
+                    }
+                }));
+            }
             Err(p) => {
                 let message = p
                     .downcast_ref::<&str>()
@@ -975,7 +1021,8 @@ where
     if let Some(h) = loader_thread {
         let _ = h.join();
     }
-    let report = RunReport::new(start.elapsed(), &cores, &finals, &current_tables(&tables));
+    let mut report = RunReport::new(start.elapsed(), &cores, &finals, &current_tables(&tables));
+    report.queues = queues;
     if let Some(path) = &opts.stats {
         if let Err(e) = write_stats(path, &report) {
             tracing::warn!(path = %path.display(), "cannot write the statistics: {e}");
@@ -1016,8 +1063,12 @@ fn clock(start: Instant) -> u32 {
         .saturating_add(1)
 }
 
-/// A worker thread: pin, build the worker, poll until stopped.
-fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
+/// Per queue of a worker: its port's index and the backend's counters.
+type QueueCounters = Vec<(usize, BTreeMap<&'static str, u64>)>;
+
+/// A worker thread: pin, build the worker, poll until stopped. Returns its
+/// counters and its queues' backend counters.
+fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> (Counters, QueueCounters) {
     let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: ctx.core });
     (ctx.thread_init)();
     let mut worker = Worker::with_neighbors(ctx.queues, ctx.tables, ctx.neighbors, ctx.index == 0);
@@ -1066,7 +1117,18 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> Counters {
         back.publish(ctx.index, now, worker.counters());
     }
     tracing::debug!(worker = ctx.index, core = ctx.core, "worker stopped");
-    worker.counters().clone()
+    let queues = worker
+        .queues
+        .iter_mut()
+        .map(|(port, q)| {
+            let mut m = BTreeMap::new();
+            q.port_counters(&mut |k, v| {
+                m.insert(k, v);
+            });
+            (*port, m)
+        })
+        .collect();
+    (worker.counters().clone(), queues)
 }
 
 /// Writes `report` as JSON to `path` atomically (a temporary file renamed).

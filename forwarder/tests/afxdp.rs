@@ -486,6 +486,58 @@ services = ["tcp/80"]
     assert_eq!(c.get(Counter::ArpReplies), 1);
 }
 
+/// A transmit burst that does not fit in xdpilone's cached view of the ring
+/// (a short burst before it used part of that view) still goes whole: the
+/// port reserves again instead of dropping the rest as "ring full".
+#[test]
+fn bursts_go_whole_whatever_came_before() {
+    let Some(lab) = Lab::new("txres") else { return };
+    let addrs = Lab::addresses();
+    let opts = AfXdpOptions {
+        ring_size: 64,
+        frames: 512,
+        ..AfXdpOptions::default()
+    };
+    let (mut queues, _) = in_netns(&lab.a, move || AfXdpPort::open("va", &addrs, &opts))
+        .unwrap_or_else(|e| panic!("opening the AF_XDP port: {e}"));
+    let q = &mut queues[0];
+    let frame = udp_to(&lab, B_IP, 1);
+    let mut total = 0u64;
+    for n in [10, MAX_BURST, 33, MAX_BURST, 1, MAX_BURST, MAX_BURST] {
+        let mut burst = Burst::new();
+        for _ in 0..n {
+            let mut b = q.alloc().expect("a free frame");
+            assert!(b.append(frame.len()));
+            b.data_mut().copy_from_slice(&frame);
+            burst.push(b);
+        }
+        q.tx_burst(&mut burst);
+        assert!(
+            burst.is_empty(),
+            "{} of a burst of {n} after {total} frames were refused",
+            burst.len()
+        );
+        total += n as u64;
+        // Completions come back when the peer has the frames.
+        let deadline = Instant::now() + WAIT;
+        while q.free_frames() < 512 - MAX_BURST * 2 {
+            assert!(
+                Instant::now() < deadline,
+                "transmitted frames never completed"
+            );
+            let mut rx = Burst::new();
+            q.rx_burst(&mut rx, MAX_BURST);
+            for b in rx.drain(..) {
+                q.free(b);
+            }
+        }
+    }
+    let st = q.stats();
+    assert_eq!(st.tx_frames, total);
+    assert_eq!(st.tx_kick_errors, 0);
+    assert_eq!(st.kernel_tx_invalid_descs, 0);
+}
+
 #[test]
 fn link_state_follows_the_interface() {
     let Some(lab) = Lab::new("link") else { return };

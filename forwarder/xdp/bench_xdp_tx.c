@@ -3,8 +3,9 @@
 // The kernel baseline of `scripts/bench afxdp`: swap the Ethernet addresses
 // and send every frame back out of the port it came in on (XDP_TX), as
 // `xdp-bench tx -p swap-macs` does. Used when xdp-bench cannot load on the
-// running kernel. `xdp_pass_all` goes on the generator's end of the veth
-// pair: a veth takes XDP_TX frames from its peer only when it runs XDP too.
+// running kernel. (A veth takes XDP_TX frames from its peer only when it
+// runs XDP too: the generator's program on the other end, vipa-packet-gen's
+// benches/xdp/pktgen.c, is that.)
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -26,9 +27,3 @@ int xdp_tx_swap_macs(struct xdp_md *ctx)
 }
 
 char LICENSE[] SEC("license") = "GPL";
-
-SEC("xdp")
-int xdp_pass_all(struct xdp_md *ctx)
-{
-	return XDP_PASS;
-}

@@ -1,17 +1,17 @@
-//! `vipa-packet-gen`: a traffic generator for the live-port benchmarks
-//! (`scripts/bench afxdp`). Sends IPv4/UDP frames to one address over
-//! `--flows` source ports, as fast as an AF_PACKET transmit ring takes them,
-//! for `--seconds`, and prints what it sent. Run it inside the generator's
-//! network namespace (`ip netns exec`), never on a real network.
+//! `vipa-packet-gen`: the traffic generator of the live-port benchmarks
+//! (`scripts/bench afxdp`). Sends IPv4/UDP frames to one address from
+//! `--flows` source ports in turn, for `--seconds`, as fast as it can (or at
+//! `--rate-mpps`), and prints what it sent as one JSON line. `--mode xdp`
+//! (default) sends with an XDP program in `BPF_PROG_TEST_RUN` live-frames
+//! mode, `--mode afpacket` through an AF_PACKET transmit ring; see
+//! `vipa_benches::packet_gen`. Run it inside the generator's network namespace
+//! (`ip netns exec`), never on a real network.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use clap::Parser;
-use vipa_forwarder::port::afpacket::{AfPacketOptions, AfPacketPort};
-use vipa_forwarder::port::{Burst, PortQueue, MAX_BURST};
-use vipa_proto::build::FrameBuilder;
-use vipa_proto::wire::EthernetAddress;
+use vipa_benches::packet_gen::{self, parse_mac, GenOptions, Mode};
 
 #[derive(Parser)]
 #[command(name = "vipa-packet-gen")]
@@ -34,28 +34,27 @@ struct Cli {
     /// Destination UDP port.
     #[arg(long, default_value_t = 9)]
     port: u16,
-    /// Flows (source ports).
-    #[arg(long, default_value_t = 256)]
+    /// Flows: source ports --base-port .. --base-port + flows, in turn.
+    #[arg(long, default_value_t = 1024)]
     flows: u16,
+    /// The first source port.
+    #[arg(long, default_value_t = 10_000)]
+    base_port: u16,
     /// UDP payload bytes (18 makes 64-byte frames with the FCS).
     #[arg(long, default_value_t = 18)]
     payload: usize,
     /// How long to send.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Millions of frames per second; 0: as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate_mpps: f64,
+    /// How to send.
+    #[arg(long, value_enum, default_value_t = Mode::Xdp)]
+    mode: Mode,
     /// CPU to pin to.
     #[arg(long)]
     core: Option<usize>,
-}
-
-fn mac(s: &str) -> anyhow::Result<EthernetAddress> {
-    let mut m = [0u8; 6];
-    let parts: Vec<&str> = s.split(':').collect();
-    anyhow::ensure!(parts.len() == 6, "{s}: not a MAC address");
-    for (d, p) in m.iter_mut().zip(parts) {
-        *d = u8::from_str_radix(p, 16).map_err(|_| anyhow::anyhow!("{s}: not a MAC address"))?;
-    }
-    Ok(EthernetAddress(m))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,61 +64,21 @@ fn main() -> anyhow::Result<()> {
             eprintln!("vipa-packet-gen: cannot pin to CPU {core}; running unpinned");
         }
     }
-    let b = FrameBuilder::new(mac(&cli.src_mac)?, mac(&cli.dst_mac)?);
-    let payload = vec![0x5a; cli.payload];
-    let frames: Vec<Vec<u8>> = (0..cli.flows.max(1))
-        .map(|i| {
-            b.udp(
-                IpAddr::V4(cli.src_ip),
-                IpAddr::V4(cli.dst_ip),
-                10_000 + i,
-                cli.port,
-                &payload,
-            )
-        })
-        .collect();
-    let opts = AfPacketOptions {
-        tx_frame_count: 4096,
-        rx_block_count: 2,
-        ..AfPacketOptions::default()
+    let opts = GenOptions {
+        iface: cli.iface,
+        src_mac: parse_mac(&cli.src_mac)?,
+        dst_mac: parse_mac(&cli.dst_mac)?,
+        src_ip: cli.src_ip,
+        dst_ip: cli.dst_ip,
+        port: cli.port,
+        flows: cli.flows,
+        base_port: cli.base_port,
+        payload: cli.payload,
+        duration: Duration::from_secs_f64(cli.seconds),
+        rate: (cli.rate_mpps > 0.0).then_some(cli.rate_mpps * 1e6),
+        mode: cli.mode,
     };
-    let mut port = AfPacketPort::open(&cli.iface, &opts)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .remove(0);
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(cli.seconds);
-    let (mut sent, mut k) = (0u64, 0usize);
-    let mut rx: Burst<_> = Burst::new();
-    while Instant::now() < end {
-        let mut burst: Burst<_> = Burst::new();
-        for _ in 0..MAX_BURST {
-            let Some(mut buf) = port.alloc() else { break };
-            buf.set_frame(&frames[k]);
-            k = (k + 1) % frames.len();
-            burst.push(buf);
-        }
-        let n = burst.len();
-        port.tx_burst(&mut burst);
-        sent += (n - burst.len()) as u64;
-        for buf in burst.drain(..) {
-            port.free(buf);
-        }
-        // Whatever comes back (forwarded frames) is not ours to keep.
-        port.rx_burst(&mut rx, MAX_BURST);
-        for buf in rx.drain(..) {
-            port.free(buf);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let frame_len = frames[0].len() + 4;
-    println!(
-        "{}",
-        serde_json::json!({
-            "sent": sent,
-            "seconds": secs,
-            "mpps": sent as f64 / secs / 1e6,
-            "frame_bytes": frame_len,
-        })
-    );
+    let report = packet_gen::run(&opts)?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -936,6 +936,21 @@ impl PortQueue for AfPacketPort {
     fn link_up(&self) -> bool {
         AfPacketPort::link_up(self)
     }
+
+    fn port_counters(&mut self, f: &mut dyn FnMut(&'static str, u64)) {
+        let s = self.stats();
+        for (name, v) in [
+            ("afpacket_rx_frames", s.rx_frames),
+            ("afpacket_rx_outgoing", s.rx_outgoing),
+            ("afpacket_rx_oversize", s.rx_oversize),
+            ("afpacket_rx_ring_drops", s.rx_ring_drops),
+            ("afpacket_tx_frames", s.tx_frames),
+            ("afpacket_tx_oversize", s.tx_oversize),
+            ("afpacket_tx_kick_errors", s.tx_kick_errors),
+        ] {
+            f(name, v);
+        }
+    }
 }
 
 impl Drop for AfPacketPort {

@@ -29,8 +29,12 @@
 //! - **One UMEM per queue.** Every queue owns its UMEM, fill, completion,
 //!   receive and transmit rings, so a worker never shares a ring or a frame
 //!   with another thread: no lock, no atomic read-modify-write. A shared
-//!   UMEM would save memory only. Default: 4096 frames of 2048 bytes (8 MiB)
-//!   per queue, 4096 for MTUs above 1710; rings of 2048 entries.
+//!   UMEM would save memory only. Default: 8192 frames of 2048 bytes (16
+//!   MiB) per queue, of 4096 bytes for MTUs above 1710; rings of 4096
+//!   entries. The fill and receive rings are what absorbs the time the
+//!   worker is not polling (preempted, say): 4096 frames, 4 ms at 1 Mpps;
+//!   twice as many frames as fill-ring entries, so frames waiting in the
+//!   transmit and completion rings do not starve the fill ring.
 //! - **Buffers are UMEM frames.** [`XdpBuf`] is a frame of this queue's UMEM:
 //!   received frames are processed in place and transmitted from where they
 //!   arrived (no copy in user space); the kernel's receive path puts 256
@@ -40,11 +44,18 @@
 //!   and the completion ring. `MAX_BURST` free frames are kept back from the
 //!   fill ring for [`PortQueue::alloc`].
 //! - **Wake-ups.** Sockets are bound with `XDP_USE_NEED_WAKEUP`; the port
-//!   kicks transmit (`sendto`) and fill (`poll`) only when the kernel asks.
-//!   In copy mode the kernel sends in the `sendto` call, at most 32 frames
-//!   per call, so `tx_burst` kicks until its burst is out (a few times at
-//!   most) and a queue with transmit descriptors still pending is kicked
-//!   again on its next receive poll.
+//!   kicks fill (`poll`) only when the kernel asks, and transmit (`sendto`)
+//!   when the kernel asks or, in copy mode, whenever descriptors wait: there
+//!   the kernel sends only in the `sendto` call, up to the socket's budget
+//!   per call (32 frames; raised to 256 with `XDP_MAX_TX_SKB_BUDGET` on
+//!   Linux ≥ 6.17), answering `EAGAIN` when more wait. `tx_burst` kicks
+//!   until its burst is out (a few times at most) and a queue with transmit
+//!   descriptors still pending is kicked again on its next receive poll.
+//!   Copy mode also charges every frame in flight to the socket's send
+//!   buffer, which is raised to hold a full transmit ring.
+//! - **Losses are named.** [`AfXdpStats`] has the kernel's `XDP_STATISTICS`
+//!   (receive ring full, fill ring empty, ...) and the transmit kicks'
+//!   outcomes; `vipa-forwarder run` reports them per queue when it stops.
 //! - **No path to the host.** A frame that reached the socket is gone from
 //!   the kernel's path; AF_XDP cannot hand it back. Since the program only
 //!   redirects what the data plane handles, the frames the pipeline hands to
@@ -103,6 +114,13 @@ const ADDR_NEXT_HOP: u32 = 4;
 const XDP_HEADROOM: u32 = 256;
 /// `struct xdp_options` flag: the socket is in zero-copy mode.
 const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+/// Most transmit kicks per `tx_burst`: 8 × 32 frames at the kernel's
+/// smallest budget, more than a burst.
+const MAX_KICKS: u32 = 8;
+/// The copy-mode transmit budget asked for (`XDP_MAX_TX_SKB_BUDGET`).
+const TX_BUDGET: u32 = 256;
+/// `XDP_MAX_TX_SKB_BUDGET` socket option (Linux ≥ 6.17).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 /// `SOL_XDP` / `XDP_OPTIONS` socket option.
 const SOL_XDP: libc::c_int = 283;
 const XDP_OPTIONS: libc::c_int = 8;
@@ -140,10 +158,10 @@ pub struct AfXdpOptions {
     /// The largest frame is this minus 256 (kernel headroom) minus 64
     /// (tailroom for replies that grow).
     pub frame_size: u32,
-    /// UMEM frames per queue (default 4096).
+    /// UMEM frames per queue (default 8192).
     pub frames: u32,
     /// Entries of each ring (fill, completion, receive, transmit); a power of
-    /// two (default 2048).
+    /// two (default 4096).
     pub ring_size: u32,
     /// Attach mode (default: native, else generic).
     pub attach: AttachMode,
@@ -156,8 +174,8 @@ impl Default for AfXdpOptions {
         AfXdpOptions {
             queues: 1,
             frame_size: 2048,
-            frames: 4096,
-            ring_size: 2048,
+            frames: 8192,
+            ring_size: 4096,
             attach: AttachMode::Auto,
             zero_copy: ZeroCopy::Auto,
         }
@@ -292,6 +310,18 @@ pub struct AfXdpStats {
     pub tx_frames: u64,
     /// Transmit kicks (`sendto`).
     pub tx_wakeups: u64,
+    /// Transmit kicks after which the kernel had sent nothing and asked to
+    /// try again (`EAGAIN`: completion ring full or device busy; `ENOBUFS`:
+    /// socket send buffer full); the frames stay in the ring for the next
+    /// kick. (`EAGAIN` after sending a batch, with more waiting, is not
+    /// counted: the port kicks again.)
+    pub tx_kick_again: u64,
+    /// Transmit kicks that reported a frame dropped by the device after the
+    /// kernel took it from the ring (`EBUSY`: in copy mode the device's
+    /// transmit refused it, e.g. a veth whose peer's ring was full). Lost.
+    pub tx_kick_dropped: u64,
+    /// Transmit kicks that failed otherwise (`ENETDOWN`, `ENXIO`, ...).
+    pub tx_kick_errors: u64,
     /// Fill-ring kicks (`poll`).
     pub fill_wakeups: u64,
     /// Buffers of another queue given to this one (not sent, not taken back).
@@ -299,12 +329,51 @@ pub struct AfXdpStats {
     /// Frames the pipeline handed to the host: AF_XDP has no path back to
     /// the kernel, so they are dropped (see the module documentation).
     pub host_unsupported: u64,
-    /// Kernel: frames dropped for other reasons (`XDP_STATISTICS`).
+    /// Kernel (`XDP_STATISTICS`, read by [`AfXdpQueue::stats`]): frames
+    /// dropped other than for a full receive ring; in copy mode mostly for
+    /// want of a free frame (fill ring empty, see below), or too long.
     pub kernel_rx_dropped: u64,
-    /// Kernel: frames dropped because the receive ring was full.
+    /// Kernel: frames dropped because the receive ring was full (the worker
+    /// did not keep up, or was not running).
     pub kernel_rx_ring_full: u64,
-    /// Kernel: times the fill ring was empty when a frame arrived.
+    /// Kernel: times it needed a frame and found the fill ring empty.
     pub kernel_fill_ring_empty: u64,
+    /// Kernel: receive descriptors it found invalid.
+    pub kernel_rx_invalid_descs: u64,
+    /// Kernel: transmit descriptors it found invalid (not sent).
+    pub kernel_tx_invalid_descs: u64,
+    /// Kernel: times it found the transmit ring empty when asked to send.
+    pub kernel_tx_ring_empty: u64,
+}
+
+impl AfXdpStats {
+    /// Every counter with its name (`afxdp_` and the field's name), for reports.
+    pub fn named(&self) -> [(&'static str, u64); 16] {
+        [
+            ("afxdp_rx_frames", self.rx_frames),
+            ("afxdp_rx_invalid", self.rx_invalid),
+            ("afxdp_tx_frames", self.tx_frames),
+            ("afxdp_tx_wakeups", self.tx_wakeups),
+            ("afxdp_tx_kick_again", self.tx_kick_again),
+            ("afxdp_tx_kick_dropped", self.tx_kick_dropped),
+            ("afxdp_tx_kick_errors", self.tx_kick_errors),
+            ("afxdp_fill_wakeups", self.fill_wakeups),
+            ("afxdp_foreign_buffers", self.foreign_buffers),
+            ("afxdp_host_unsupported", self.host_unsupported),
+            ("afxdp_kernel_rx_dropped", self.kernel_rx_dropped),
+            ("afxdp_kernel_rx_ring_full", self.kernel_rx_ring_full),
+            ("afxdp_kernel_fill_ring_empty", self.kernel_fill_ring_empty),
+            (
+                "afxdp_kernel_rx_invalid_descs",
+                self.kernel_rx_invalid_descs,
+            ),
+            (
+                "afxdp_kernel_tx_invalid_descs",
+                self.kernel_tx_invalid_descs,
+            ),
+            ("afxdp_kernel_tx_ring_empty", self.kernel_tx_ring_empty),
+        ]
+    }
 }
 
 /// How a port was opened.
@@ -683,6 +752,51 @@ fn socket_zero_copy(fd: libc::c_int) -> bool {
     rc == 0 && opts & XDP_OPTIONS_ZEROCOPY != 0
 }
 
+/// Raises the frames a copy-mode socket sends per `sendto`
+/// (`XDP_MAX_TX_SKB_BUDGET`, Linux ≥ 6.17; the kernel clamps it to 32 ..=
+/// the transmit ring's size).
+fn set_tx_budget(fd: libc::c_int, frames: u32) -> io::Result<()> {
+    // SAFETY: `frames` is a valid u32 that outlives the call; the kernel
+    // reads exactly `size_of::<u32>()` bytes of it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&frames as *const u32).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets the socket's send buffer to `bytes`: `SO_SNDBUFFORCE` (root or
+/// CAP_NET_ADMIN), else `SO_SNDBUF` (capped by `net.core.wmem_max`).
+fn set_send_buffer(fd: libc::c_int, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX / 2);
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: `v` is a valid c_int that outlives the call; the kernel
+        // reads `size_of::<c_int>()` bytes of it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    Err(io::Error::last_os_error())
+}
+
 /// A datagram socket for interface ioctls, in the calling thread's namespace.
 fn control_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call with constant arguments.
@@ -953,6 +1067,25 @@ fn open_socket(
         match umem.bind(&user) {
             Ok(()) => {
                 s.fd = user.as_raw_fd();
+                // Copy mode: each frame in flight on transmit is a socket
+                // buffer charged to the socket's send buffer until the
+                // device frees it; the default (`wmem_default`, 208 KiB)
+                // holds a few hundred, far fewer than the transmit ring, and
+                // sends fail with EAGAIN beyond that. Room for the ring.
+                if !socket_zero_copy(s.fd) {
+                    // Copy mode sends at most the socket's budget per kick
+                    // (32 by default); Linux ≥ 6.17 lets it be raised, to
+                    // the ring's size at most. Older kernels: 32, more kicks.
+                    let _ = set_tx_budget(s.fd, opts.ring_size.min(TX_BUDGET));
+                    let want = opts.ring_size as usize * (opts.frame_size as usize + 1024);
+                    if let Err(e) = set_send_buffer(s.fd, want) {
+                        tracing::warn!(
+                            ifname,
+                            queue = q,
+                            "cannot raise the AF_XDP socket's send buffer to {want} bytes ({e}); transmit may stall under load"
+                        );
+                    }
+                }
                 s.zero_copy = socket_zero_copy(s.fd);
                 s.rings = Some(Rings {
                     fq,
@@ -1065,6 +1198,9 @@ impl AfXdpQueue {
                 self.stats.kernel_rx_dropped = k.rx_dropped;
                 self.stats.kernel_rx_ring_full = k.rx_ring_full;
                 self.stats.kernel_fill_ring_empty = k.rx_fill_ring_empty_descs;
+                self.stats.kernel_rx_invalid_descs = k.rx_invalid_descs;
+                self.stats.kernel_tx_invalid_descs = k.tx_invalid_descs;
+                self.stats.kernel_tx_ring_empty = k.tx_ring_empty_descs;
             }
         }
         self.stats
@@ -1093,6 +1229,61 @@ impl AfXdpQueue {
         }
     }
 
+    /// Whether the kernel has to be kicked to send what waits in the
+    /// transmit ring: always in copy mode (the kernel sends only in
+    /// `sendto`, whatever the flag says), else when it asks.
+    #[inline]
+    fn tx_needs_kick(&self) -> bool {
+        self.rings
+            .as_ref()
+            .is_some_and(|r| r.tx.pending() != 0 && (!self.info.zero_copy || r.tx.needs_wakeup()))
+    }
+
+    /// Kicks transmit (`sendto`) up to `max` times while descriptors wait;
+    /// stops early when the kernel cannot take more now. In copy mode a kick
+    /// sends up to the socket's transmit budget (32 frames unless raised
+    /// with `XDP_MAX_TX_SKB_BUDGET`, see `open_socket`) and says `EAGAIN`
+    /// when more wait.
+    #[inline]
+    fn kick_tx(&mut self, max: u32) {
+        let mut kicks = 0;
+        while kicks < max && self.tx_needs_kick() {
+            let Some(r) = &self.rings else { return };
+            let before = r.tx.pending();
+            kicks += 1;
+            self.stats.tx_wakeups += 1;
+            // SAFETY: sendto with no buffer and no address on the queue's
+            // own bound AF_XDP socket (the descriptor stays owned by
+            // `r.tx`); MSG_DONTWAIT keeps it from blocking.
+            let rc = unsafe {
+                libc::sendto(
+                    r.tx.as_raw_fd(),
+                    ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    ptr::null(),
+                    0,
+                )
+            };
+            if rc >= 0 {
+                continue;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EBUSY) => self.stats.tx_kick_dropped += 1,
+                // A batch went and more wait: kick again.
+                Some(libc::EAGAIN) if r.tx.pending() < before => {}
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                    self.stats.tx_kick_again += 1;
+                    return;
+                }
+                _ => {
+                    self.stats.tx_kick_errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Takes transmitted frames back from the completion ring.
     #[inline]
     fn reap(&mut self) {
@@ -1114,12 +1305,22 @@ impl AfXdpQueue {
         if spare == 0 {
             return;
         }
-        let mut w = r.fq.fill(spare);
-        for _ in 0..w.capacity() {
-            let Some(a) = self.free.pop() else { break };
-            w.insert_once(a);
+        // Twice, as in `tx_burst`: the first reservation may be short of
+        // the room there is (xdpilone's cached view of the consumer).
+        let mut spare = spare;
+        for _ in 0..2 {
+            let mut w = r.fq.fill(spare);
+            let cap = w.capacity();
+            for _ in 0..cap {
+                let Some(a) = self.free.pop() else { break };
+                w.insert_once(a);
+            }
+            w.commit();
+            spare = spare.saturating_sub(cap);
+            if cap == 0 || spare == 0 {
+                break;
+            }
         }
-        w.commit();
     }
 }
 
@@ -1132,13 +1333,10 @@ impl PortQueue for AfXdpQueue {
         let want = max.min(out.remaining_capacity()) as u32;
         let fs = u64::from(self.frame_size);
         let area_len = self.area_len as u64;
-        let Some(r) = &mut self.rings else { return 0 };
         // Copy mode sends at most a batch per kick: kick again while
         // descriptors wait.
-        if r.tx.pending() != 0 && r.tx.needs_wakeup() {
-            r.tx.wake();
-            self.stats.tx_wakeups += 1;
-        }
+        self.kick_tx(1);
+        let Some(r) = &mut self.rings else { return 0 };
         if want == 0 {
             return 0;
         }
@@ -1192,39 +1390,55 @@ impl PortQueue for AfXdpQueue {
                 *frames = pending;
                 return;
             };
-            let mut w = r.tx.transmit(pending.len() as u32);
-            let cap = w.capacity();
-            for b in pending {
-                let mine = b.chunk.as_ptr() as usize
-                    == self.area.as_ptr() as usize + b.addr as usize
-                    && b.addr < self.area_len as u64
-                    && b.size == self.frame_size;
-                if sent < cap && mine {
-                    w.insert_once(XdpDesc {
-                        addr: b.tx_addr(),
-                        len: b.len() as u32,
-                        options: 0,
-                    });
-                    sent += 1;
-                } else {
-                    foreign += u64::from(!mine);
-                    frames.push(b);
+            let mut left = pending.into_iter();
+            // xdpilone reserves from its cached view of the kernel's
+            // consumer and refreshes that view only when it shows no room
+            // at all, so a first reservation can come back short while the
+            // ring has room: once it is used up, a second one sees the
+            // ring as it is. (A short burst dropped as "ring full" was the
+            // bulk of `drop_tx_full` at low rates.)
+            for _ in 0..2 {
+                if left.len() == 0 {
+                    break;
+                }
+                let mut w = r.tx.transmit(left.len() as u32);
+                let cap = w.capacity();
+                let mut placed = 0;
+                while placed < cap {
+                    let Some(b) = left.next() else { break };
+                    let mine = b.chunk.as_ptr() as usize
+                        == self.area.as_ptr() as usize + b.addr as usize
+                        && b.addr < self.area_len as u64
+                        && b.size == self.frame_size;
+                    if mine {
+                        w.insert_once(XdpDesc {
+                            addr: b.tx_addr(),
+                            len: b.len() as u32,
+                            options: 0,
+                        });
+                        placed += 1;
+                    } else {
+                        foreign += 1;
+                        frames.push(b);
+                    }
+                }
+                w.commit();
+                sent += placed;
+                if cap == 0 {
+                    break;
                 }
             }
-            w.commit();
+            // The ring is full: the caller frees and counts these.
+            frames.extend(left);
         }
         self.outstanding -= sent;
         self.stats.tx_frames += u64::from(sent);
         self.stats.foreign_buffers += foreign;
-        if let Some(r) = &mut self.rings {
-            // Copy mode sends at most 32 frames per kick (the kernel's
-            // TX_BATCH_SIZE): kick until the burst is out, a few times at most.
-            let mut kicks = 0;
-            while sent != 0 && kicks < 4 && r.tx.pending() != 0 && r.tx.needs_wakeup() {
-                r.tx.wake();
-                kicks += 1;
-            }
-            self.stats.tx_wakeups += kicks;
+        if sent != 0 {
+            // Copy mode sends at most the socket's budget per kick: kick
+            // until the burst (and whatever waited before it) is out, a few
+            // times at most.
+            self.kick_tx(MAX_KICKS);
         }
     }
 
@@ -1261,6 +1475,12 @@ impl PortQueue for AfXdpQueue {
     #[inline]
     fn link_up(&self) -> bool {
         AfXdpQueue::link_up(self)
+    }
+
+    fn port_counters(&mut self, f: &mut dyn FnMut(&'static str, u64)) {
+        for (name, v) in self.stats().named() {
+            f(name, v);
+        }
     }
 }
 

@@ -61,4 +61,12 @@ pub trait PortQueue {
     fn link_up(&self) -> bool {
         true
     }
+
+    /// The backend's own counters of this queue (the kernel's ring drops,
+    /// wake-ups, ...), each passed to `f` with its name; backends without
+    /// any pass none. Called when a worker stops (and may make system
+    /// calls), never on the packet path.
+    fn port_counters(&mut self, f: &mut dyn FnMut(&'static str, u64)) {
+        let _ = f;
+    }
 }
