@@ -207,6 +207,21 @@ fn checker_catches_lost_handover() {
 
 // ------------------------------------------------------------------- helpers
 
+/// Whether `VIPA_SIM_TRACE` asks for the event history of a replayed seed.
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("VIPA_SIM_TRACE").is_some())
+}
+
+/// One line of the event history, when [`tracing`].
+macro_rules! trace {
+    ($now:expr, $($arg:tt)*) => {
+        if tracing() {
+            eprintln!("{:>6} {}", $now, format_args!($($arg)*));
+        }
+    };
+}
+
 fn target(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 20, 0, 11 + i as u8))
 }
@@ -499,6 +514,7 @@ impl Sim {
             self.seed ^ mix(i as u64 + slot.restarts * 101),
             self.now,
         );
+        trace!(self.now, "start node {}", slot.name);
         slot.node = Some(node);
         slot.started = self.now;
         slot.fwd = Forwarder::default();
@@ -508,6 +524,7 @@ impl Sim {
 
     fn crash_node(&mut self, i: usize) {
         let slot = &mut self.nodes[i];
+        trace!(self.now, "crash node {}", slot.name);
         slot.node = None;
         slot.fwd = Forwarder::default();
         self.crashes.push((i, self.now));
@@ -516,6 +533,12 @@ impl Sim {
     fn start_target(&mut self, i: usize) {
         let slot = &mut self.targets[i];
         slot.sessions += 1;
+        trace!(
+            self.now,
+            "start target {} session {}",
+            slot.address,
+            slot.sessions
+        );
         let mut agent = Agent::new(slot.sessions);
         for s in SERVICES {
             agent.set_listening(self.now, VIPA, s, true);
@@ -527,6 +550,7 @@ impl Sim {
 
     fn crash_target(&mut self, i: usize) {
         let address = self.targets[i].address;
+        trace!(self.now, "crash target {address}");
         self.targets[i].agent = None;
         self.targets[i].app_down_until.clear();
         // Its connections die with it.
@@ -540,6 +564,9 @@ impl Sim {
     fn send(&mut self, from: Peer, to: Peer, message: &Message) {
         self.stats.messages += 1;
         if self.rng.random_bool(self.net.loss) {
+            if !matches!(message, Message::Swim(_)) {
+                trace!(self.now, "lost {from:?} -> {to:?}: {message:?}");
+            }
             return;
         }
         let mut bytes = Vec::new();
@@ -603,12 +630,12 @@ impl Sim {
 
     fn event(&mut self, i: usize, e: Event) {
         let name = self.nodes[i].name.clone();
-        if std::env::var_os("VIPA_SIM_TRACE").is_some() && !matches!(e, Event::PublishSnapshot(_)) {
+        if tracing() && !matches!(e, Event::PublishSnapshot(_)) {
             eprintln!("{:>6} {name}: {e:?}", self.now);
         }
         match e {
             Event::PublishSnapshot(s) => {
-                if std::env::var_os("VIPA_SIM_TRACE").is_some() {
+                if tracing() {
                     for v in &s.vipas {
                         let states: Vec<String> = v.services[0]
                             .targets
@@ -706,6 +733,7 @@ impl Sim {
             let slot = &mut self.targets[ti];
             let listening = !slot.app_down_until.contains_key(&c.service);
             if let (Some(agent), true) = (slot.agent.as_mut(), listening) {
+                trace!(self.now, "open {} -> {t} via {via}", c.client);
                 agent.connection_opened(self.now, VIPA, c);
                 let via_started = self.nodes[self.peer_node(&via).expect("a node")].started;
                 self.conns.insert(
@@ -729,6 +757,7 @@ impl Sim {
             // The last packets go through the forwarder too.
             self.route(&c);
             let e = self.conns.remove(&c).expect("present");
+            trace!(self.now, "close {} -> {}", c.client, e.target);
             if let Some(ti) = self.targets.iter().position(|x| x.address == e.target) {
                 if let Some(agent) = self.targets[ti].agent.as_mut() {
                     agent.connection_closed(self.now, VIPA, c);
@@ -754,6 +783,14 @@ impl Sim {
             }
         };
         let established = self.conns.get(c).map(|e| e.target);
+        trace!(
+            self.now,
+            "route {} ({:?}) -> {t} by {} epoch {epoch}{}",
+            c.client,
+            established,
+            self.nodes[r].name,
+            if new { " new" } else { "" }
+        );
         if let Err(v) = self.inv.route(c, established, t, epoch) {
             self.fail(v);
         }
@@ -771,7 +808,7 @@ impl Sim {
     fn fault(&mut self) {
         let n = self.nodes.len();
         let what = self.rng.random_range(0..8u32);
-        if std::env::var_os("VIPA_SIM_TRACE").is_some() {
+        if tracing() {
             eprintln!("{:>6} fault {what}", self.now);
         }
         match what {
@@ -799,6 +836,7 @@ impl Sim {
                     }
                 }
                 let until = self.now + self.rng.random_range(200..2000u64);
+                trace!(self.now, "partition {cut:?} until {until}");
                 self.net.cut = cut;
                 self.net.cut_until = until;
                 self.net.last_cut = Some((self.now, until));
@@ -811,6 +849,7 @@ impl Sim {
                 let now = self.now;
                 let slot = &mut self.targets[ti];
                 if let Some(agent) = slot.agent.as_mut() {
+                    trace!(now, "app restart {} {} until {until}", slot.address, s.port);
                     slot.app_down_until.insert(s, until);
                     agent.set_listening(now, VIPA, s, false);
                     self.drain_agent(ti);
@@ -832,6 +871,12 @@ impl Sim {
                     .then(|| SERVICES[self.rng.random_range(0..2usize)]);
                 let on = self.rng.random_bool(0.6);
                 let ni = self.rng.random_range(0..n);
+                trace!(
+                    self.now,
+                    "quiesce {} {service:?} {on} via {}",
+                    self.targets[ti].address,
+                    self.nodes[ni].name
+                );
                 if let Some(node) = self.nodes[ni].node.as_mut() {
                     node.quiesce(VIPA, self.targets[ti].address, service, on);
                     self.drain_node(ni);
@@ -842,6 +887,7 @@ impl Sim {
                 let ni = self.rng.random_range(0..n);
                 let off = self.rng.random_bool(0.5);
                 let now = self.now;
+                trace!(now, "deactivate {} {off}", self.nodes[ni].name);
                 if let Some(node) = self.nodes[ni].node.as_mut() {
                     node.set_deactivated(now, VIPA, off);
                     self.drain_node(ni);
@@ -853,6 +899,7 @@ impl Sim {
 
     /// Restarts what is down, reactivates, heals.
     fn heal(&mut self) {
+        trace!(self.now, "heal");
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() {
                 self.start_node(i);
@@ -907,10 +954,16 @@ impl Sim {
                 }
                 self.net.queue.pop();
                 let (from, to, bytes) = self.net.in_flight.remove(&id).expect("queued");
+                let (msg, _) = ctl::decode(&bytes).expect("frames decode");
                 if self.cut_between(&from, &to) {
+                    if !matches!(msg, Message::Swim(_)) {
+                        trace!(self.now, "cut {from:?} -> {to:?}: {msg:?}");
+                    }
                     continue;
                 }
-                let (msg, _) = ctl::decode(&bytes).expect("frames decode");
+                if !matches!(msg, Message::Swim(_)) {
+                    trace!(self.now, "{from:?} -> {to:?}: {msg:?}");
+                }
                 self.deliver(from, to, msg);
             }
             for i in 0..self.nodes.len() {
@@ -933,6 +986,7 @@ impl Sim {
                     .collect();
                 if let Some(agent) = slot.agent.as_mut() {
                     for s in back {
+                        trace!(now, "app back {} {}", slot.address, s.port);
                         slot.app_down_until.remove(&s);
                         agent.set_listening(now, VIPA, s, true);
                     }
