@@ -612,6 +612,24 @@ impl Node {
         } else {
             r.seq == tv.expected_seq || (r.reset && r.seq > tv.expected_seq)
         };
+        if !accept && (tv.session != Some(r.session) || r.seq > tv.expected_seq) {
+            // Ahead of the sequence: an earlier report was lost or is late.
+            // It is applied in order when the agent sends it again; until
+            // then the connections it opens are routed as unconfirmed, so
+            // that a CRT published meanwhile (a takeover completing) does
+            // not lack them.
+            for c in &r.opened {
+                if !tv.connections.contains(c) {
+                    v.unconfirmed.insert(*c, (target, now + UNCONFIRMED_TTL_MS));
+                    self.snapshot_dirty |= matches!(v.role, VipaRole::Owner(_));
+                }
+            }
+            for c in &r.closed {
+                if v.unconfirmed.get(c).is_some_and(|(t, _)| *t == target) {
+                    v.unconfirmed.remove(c);
+                }
+            }
+        }
         if accept {
             tv.session = Some(r.session);
             tv.expected_seq = r.seq + 1;
