@@ -65,6 +65,9 @@ fn vipa(nodes: usize, targets: usize) -> VipaConfig {
     }
 }
 
+/// Whether a message from a peer is delivered.
+type Filter = Box<dyn FnMut(&Peer, &Transmit) -> bool>;
+
 /// Nodes and agents exchanging messages at once (1 ms apart), through a
 /// filter that may drop any of them.
 struct World {
@@ -73,7 +76,7 @@ struct World {
     agents: Vec<Agent>,
     queue: VecDeque<(Peer, Transmit)>,
     /// `(from, message) -> deliver?`
-    filter: Box<dyn FnMut(&Peer, &Transmit) -> bool>,
+    filter: Filter,
 }
 
 impl World {
