@@ -23,6 +23,17 @@
 //! higher generation (the daemon passes its start time), and a node
 //! declared down by mistake renews itself with the next generation, so it
 //! rejoins at once instead of waiting for the cluster to forget it.
+//!
+//! # Alone
+//!
+//! foca does nothing on its own once it has no active member left: no
+//! probes, no periodic announces (not even to down members). After a
+//! partition between two nodes, each has declared the other down and
+//! neither would ever speak again. So while no other member is active,
+//! this node announces itself to every configured node once per
+//! `probe_interval`; a node that had declared it down answers that it is
+//! down (`notify_down_members`), it renews its identity, and the next
+//! announce joins.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -84,6 +95,9 @@ pub(super) struct Membership {
     timers: BinaryHeap<Reverse<(u64, u64, TimerSlot)>>,
     timer_seq: u64,
     peers: Vec<NodeName>,
+    /// While no other member is active: when to announce again.
+    next_announce: u64,
+    announce_every: u64,
 }
 
 /// `foca::Timer` in a heap: ordered only by the heap's other fields.
@@ -169,6 +183,8 @@ impl Membership {
             timers: BinaryHeap::new(),
             timer_seq: 0,
             peers,
+            next_announce: now,
+            announce_every: (cluster.probe_interval.as_millis() as u64).max(1),
         };
         m.announce(now, out);
         m
@@ -177,16 +193,21 @@ impl Membership {
     /// Sends a join request to every other configured node (foca ignores
     /// the generation of the destination).
     pub fn announce(&mut self, now: u64, out: &mut Vec<Transmit>) {
+        self.announce_to_all(now);
+        self.drain(now, out, &mut Vec::new());
+    }
+
+    fn announce_to_all(&mut self, now: u64) {
         for peer in self.peers.clone() {
             let dst = SwimId {
                 name: peer,
                 generation: 0,
             };
-            // An error here only means the announce was not sent; foca's
-            // periodic announces retry.
+            // An error here only means the announce was not sent; it is
+            // sent again while this node is alone.
             let _ = self.foca.announce(dst, &mut self.runtime);
         }
-        self.drain(now, out, &mut Vec::new());
+        self.next_announce = now + self.announce_every;
     }
 
     /// Whether `name` is an active member (this node always is).
@@ -220,11 +241,22 @@ impl Membership {
             let _ = self.foca.handle_timer(timer, &mut self.runtime);
             self.drain(now, out, changes);
         }
+        if self.alone() && now >= self.next_announce {
+            self.announce_to_all(now);
+            self.drain(now, out, changes);
+        }
+    }
+
+    /// No other member is active, and there are others to find.
+    fn alone(&self) -> bool {
+        !self.peers.is_empty() && self.foca.num_members() == 0
     }
 
     /// The next timer deadline.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let announce = self.alone().then_some(self.next_announce);
+        timer.into_iter().chain(announce).min()
     }
 
     fn drain(&mut self, now: u64, out: &mut Vec<Transmit>, changes: &mut Vec<Change>) {

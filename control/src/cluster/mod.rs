@@ -41,7 +41,13 @@
 //!   reports a listener on VIPA:port that is not quiesced. When the
 //!   listener goes, the target is *restarting*: no new connections, and its
 //!   connections keep their route for `restart_hold`; back in time, it is
-//!   ready again.
+//!   ready again. Past the hold, the connections lose their route once the
+//!   target confirms (a full report asked for then) that the listener is
+//!   still gone, or after `UNCONFIRMED_TTL_MS` of silence: an owner cut off
+//!   from the target does not act on what it last heard.
+//! - **Sequence gaps.** A report ahead of a lost one is applied in order
+//!   once the agent resends; meanwhile the connections it opens are routed
+//!   as unconfirmed, so a CRT published in between has them.
 //! - **Reports** are sequenced per agent session and epoch and acknowledged
 //!   cumulatively; the agent resends what is not acknowledged, and replaces
 //!   a long backlog by a new full report.

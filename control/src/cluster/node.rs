@@ -91,6 +91,12 @@ struct TargetView {
     incoming: Option<HashSet<Connection>>,
     listeners: BTreeMap<Service, ListenerState>,
     connections: HashSet<Connection>,
+    /// When the last full report was applied.
+    full_at: Option<u64>,
+    /// A full report was asked for (`Define { full }`, repeated with each
+    /// refresh until it is in): a listener is restarting past its hold,
+    /// and only news from the target tells whether it came back.
+    want_full: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,15 +278,35 @@ impl Node {
         self.membership_changed(changes);
 
         let hold = self.cluster.restart_hold.as_millis() as u64;
-        for v in &mut self.vipas {
-            for t in v.targets.values_mut() {
+        let mut ask_full = Vec::new();
+        for (i, v) in self.vipas.iter_mut().enumerate() {
+            let epoch = v.my_epoch();
+            for (&address, t) in &mut v.targets {
+                // A listener restarting past its hold is gone only if the
+                // target says so after the hold: one that came back while
+                // its reports could not get through (this node cut off from
+                // the targets, its forwarder still routing) keeps its
+                // connections. A target silent for `UNCONFIRMED_TTL_MS`
+                // more loses them as unconfirmed connections do.
+                let full_at = t.full_at;
+                let mut expired = false;
                 for state in t.listeners.values_mut() {
                     if let ListenerState::Restarting { since } = *state {
-                        if now >= since + hold {
+                        let end = since + hold;
+                        if now < end {
+                            continue;
+                        }
+                        if full_at.is_some_and(|at| at >= end) || now >= end + UNCONFIRMED_TTL_MS {
                             *state = ListenerState::Gone;
                             self.snapshot_dirty = true;
+                        } else {
+                            expired = true;
                         }
                     }
+                }
+                if let (true, false, Some(epoch)) = (expired, t.want_full, epoch) {
+                    t.want_full = true;
+                    ask_full.push((i, epoch, address));
                 }
             }
             let before = v.unconfirmed.len();
@@ -288,6 +314,10 @@ impl Node {
             if v.unconfirmed.len() != before {
                 self.snapshot_dirty = true;
             }
+        }
+
+        for (i, epoch, address) in ask_full {
+            self.define(i, epoch, &[address], false);
         }
 
         if now >= self.next_refresh {
@@ -347,7 +377,10 @@ impl Node {
             for tv in v.targets.values() {
                 for s in tv.listeners.values() {
                     if let ListenerState::Restarting { since } = s {
-                        t = t.min(since + hold);
+                        // Past the hold, it waits for the target's word, or
+                        // gives up on a silent one.
+                        let at = future(since + hold).unwrap_or(since + hold + UNCONFIRMED_TTL_MS);
+                        t = t.min(at);
                     }
                 }
             }
@@ -612,6 +645,24 @@ impl Node {
         } else {
             r.seq == tv.expected_seq || (r.reset && r.seq > tv.expected_seq)
         };
+        if !accept && (tv.session != Some(r.session) || r.seq > tv.expected_seq) {
+            // Ahead of the sequence: an earlier report was lost or is late.
+            // It is applied in order when the agent sends it again; until
+            // then the connections it opens are routed as unconfirmed, so
+            // that a CRT published meanwhile (a takeover completing) does
+            // not lack them.
+            for c in &r.opened {
+                if !tv.connections.contains(c) {
+                    v.unconfirmed.insert(*c, (target, now + UNCONFIRMED_TTL_MS));
+                    self.snapshot_dirty |= matches!(v.role, VipaRole::Owner(_));
+                }
+            }
+            for c in &r.closed {
+                if v.unconfirmed.get(c).is_some_and(|(t, _)| *t == target) {
+                    v.unconfirmed.remove(c);
+                }
+            }
+        }
         if accept {
             tv.session = Some(r.session);
             tv.expected_seq = r.seq + 1;
@@ -635,12 +686,17 @@ impl Node {
                     v.unconfirmed.remove(c);
                 }
             }
+            let mut full_now = false;
             if !r.more {
                 if let Some(full) = tv.incoming.take() {
                     tv.connections = full;
                     tv.synced = true;
+                    tv.full_at = Some(now);
+                    tv.want_full = false;
+                    full_now = true;
                 }
             }
+            let hold = self.cluster.restart_hold.as_millis() as u64;
             for s in services {
                 let now_state = match r.listeners.iter().find(|l| l.service == s) {
                     Some(l) => ListenerState::Listening {
@@ -649,6 +705,13 @@ impl Node {
                     None => match tv.listeners.get(&s) {
                         Some(ListenerState::Listening { .. }) => {
                             ListenerState::Restarting { since: now }
+                        }
+                        // Past the hold, a full report without the
+                        // listener confirms that it is gone.
+                        Some(ListenerState::Restarting { since })
+                            if full_now && now >= since + hold =>
+                        {
+                            ListenerState::Gone
                         }
                         Some(state @ ListenerState::Restarting { .. }) => *state,
                         Some(ListenerState::Gone) => ListenerState::Gone,
@@ -709,7 +772,10 @@ impl Node {
                     owner: self.name.clone(),
                     services: v.cfg.services.clone(),
                     confirm,
-                    full: !v.targets.get(&t).is_some_and(|tv| tv.synced),
+                    full: !v
+                        .targets
+                        .get(&t)
+                        .is_some_and(|tv| tv.synced && !tv.want_full),
                 }),
             });
         }
