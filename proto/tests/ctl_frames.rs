@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use proptest::prelude::*;
 use vipa_proto::config::{L4Protocol, Service};
 use vipa_proto::ctl::{
+    Hello,
     decode, encode, frame_len, Accepted, Claim, Connection, DecodeError, Define, EncodeError,
     Epoch, Handover, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale, VipaStatus,
     HEADER_LEN, MAX_FRAME_LEN, VERSION,
@@ -92,6 +93,8 @@ fn samples() -> Vec<Message> {
             quiesce: true,
         }),
         Message::Accepted(Accepted { vipa: VIPA, epoch }),
+        Message::Hello(Hello::Node("fwd-b".into())),
+        Message::Hello(Hello::Target("10.20.0.11".parse().unwrap())),
     ]
 }
 
