@@ -6,10 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use proptest::prelude::*;
 use vipa_proto::config::{L4Protocol, Service};
 use vipa_proto::ctl::{
-    Hello,
     decode, encode, frame_len, Accepted, Claim, Connection, DecodeError, Define, EncodeError,
-    Epoch, Handover, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale, VipaStatus,
-    HEADER_LEN, MAX_FRAME_LEN, VERSION,
+    Epoch, Handover, Hello, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale,
+    VipaStatus, HEADER_LEN, MAX_FRAME_LEN, VERSION,
 };
 
 const VIPA: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));

@@ -129,8 +129,7 @@ pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_millis(150);
 /// Default `cluster.refresh_interval_ms`.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 /// Default `cluster.api`.
-pub const DEFAULT_API: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9470);
+pub const DEFAULT_API: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9470);
 /// Default `cluster.restart_hold`.
 pub const DEFAULT_RESTART_HOLD: Duration = Duration::from_secs(30);
 
