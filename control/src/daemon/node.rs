@@ -14,6 +14,9 @@
 //!   are the forwarder's to send, and the snapshot does not ask for them
 //!   yet. On a shared segment the router learns the new owner's MAC from
 //!   its next ARP request.
+//! - At start the daemon publishes an empty snapshot (no VIPA owned), so
+//!   start it before the forwarder: a forwarder that finds no generation
+//!   routes with its configuration's tables, every VIPA owned.
 //! - Without `--snapshot` the daemon runs the protocol and the API but
 //!   routes nothing (no forwarder to tell).
 
@@ -373,6 +376,10 @@ pub async fn run(
     let start = Instant::now();
     let now = move || start.elapsed().as_millis() as u64;
     let mut core = Core::new(config, now(), super::wall_ms(), writer, net);
+    // What this node routes at start: nothing. A forwarder that follows
+    // the channel and starts after this never routes from its own
+    // configuration's tables (every VIPA owned) on a node that owns none.
+    core.publish();
     let mut back_tick = tokio::time::interval(BACK_POLL);
     back_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
