@@ -91,6 +91,8 @@ pub struct Core {
     writer: Option<Writer>,
     prefix: Option<String>,
     back: Option<BackReader>,
+    /// The back channel has been read without error since it was opened.
+    back_worked: bool,
     /// The last snapshot the state machine asked for.
     pub(crate) routed: Snapshot,
     pub(crate) stats: CoreStats,
@@ -141,6 +143,7 @@ impl Core {
             writer,
             prefix,
             back: None,
+            back_worked: false,
             routed: Snapshot::default(),
             stats: CoreStats::default(),
             net,
@@ -226,11 +229,19 @@ impl Core {
         let events = match back.drain_events(EVENTS_PER_TICK) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!("forwarder back channel: {e}; opening it again");
+                // Not set up yet by a forwarder that is starting: quiet.
+                // Broken after it worked: say so.
+                if self.back_worked {
+                    tracing::warn!("forwarder back channel: {e}; opening it again");
+                } else {
+                    tracing::debug!("forwarder back channel: {e}; opening it again");
+                }
                 self.back = None;
+                self.back_worked = false;
                 return;
             }
         };
+        self.back_worked = true;
         for (_, ev) in events {
             let Some(target) = self.slots.address(ev.target) else {
                 continue;
