@@ -235,6 +235,7 @@ pub async fn run(
     let mut agent = Agent::new(super::wall_ms());
     tokio::pin!(shutdown);
     let mut last_timeout = 0;
+    let mut deltas_open = true;
     loop {
         while let Some(t) = agent.poll_transmit() {
             outbox.send(t);
@@ -249,11 +250,12 @@ pub async fn run(
                     agent.handle_message(now(), &peer, msg);
                 }
             }
-            d = deltas.recv(), if !deltas.is_closed() => {
-                if let Some(d) = d {
-                    apply(&mut agent, now(), &d);
-                }
-            }
+            d = deltas.recv(), if deltas_open => match d {
+                Some(d) => apply(&mut agent, now(), &d),
+                // A fixed inventory was given, or discovery stopped: the
+                // last inventory stands.
+                None => deltas_open = false,
+            },
             _ = tokio::time::sleep_until(start + Duration::from_millis(due)) => {
                 last_timeout = now();
                 agent.handle_timeout(last_timeout);

@@ -93,7 +93,7 @@ enum StreamEnd {
     Refused(String),
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
+/// Reads one frame; [`StreamEnd::Closed`] at a clean end of stream.
 async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Message, StreamEnd> {
     buf.clear();
     buf.resize(HEADER_LEN, 0);
