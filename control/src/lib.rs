@@ -6,9 +6,11 @@
 //! - [`snapshot`]: the snapshot writer and the back-channel reader of the
 //!   channel to the forwarder.
 //!
-//! The daemon (`vipa-control`) and the operator CLI (`vipactl`) follow
-//! (DESIGN.md §3).
+//! - [`daemon`]: the tokio drivers: `vipa-control` and `vipa-agent run`.
+//!
+//! The operator CLI (`vipactl`) follows (DESIGN.md §3).
 
 pub mod agent;
 pub mod cluster;
+pub mod daemon;
 pub mod snapshot;

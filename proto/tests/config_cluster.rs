@@ -80,6 +80,7 @@ fn cluster_parses() {
     );
     assert_eq!(c.cluster.probe_interval, Duration::from_millis(100));
     assert_eq!(c.cluster.restart_hold, Duration::from_secs(5));
+    assert_eq!(c.cluster.api, vipa_proto::config::DEFAULT_API);
     let v = &c.vipas[0];
     assert_eq!(v.owner, "fwd-a");
     assert_eq!(v.backups, ["fwd-b", "fwd-c"]);
@@ -273,4 +274,18 @@ fn cluster_node_errors() {
         )]),
         "cluster.probe_period",
     );
+    fails(
+        &edit(&[(
+            "restart_hold = 5",
+            "restart_hold = 5\napi = \"localhost\" # <-",
+        )]),
+        "cluster.api",
+    );
+}
+
+#[test]
+fn cluster_api() {
+    let text = edit(&[("restart_hold = 5", "restart_hold = 5\napi = \"[::1]:9000\"")]);
+    let c = Config::from_str_with_path(&text, Path::new(FILE)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cluster.api, "[::1]:9000".parse::<SocketAddr>().unwrap());
 }

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use vipa_proto::config::{L4Protocol, Service};
 use vipa_proto::ctl::{
     decode, encode, frame_len, Accepted, Claim, Connection, DecodeError, Define, EncodeError,
-    Epoch, Handover, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale, VipaStatus,
-    HEADER_LEN, MAX_FRAME_LEN, VERSION,
+    Epoch, Handover, Hello, Listener, Message, NodeStatus, Quiesce, Report, ReportAck, Stale,
+    VipaStatus, HEADER_LEN, MAX_FRAME_LEN, VERSION,
 };
 
 const VIPA: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
@@ -92,6 +92,8 @@ fn samples() -> Vec<Message> {
             quiesce: true,
         }),
         Message::Accepted(Accepted { vipa: VIPA, epoch }),
+        Message::Hello(Hello::Node("fwd-b".into())),
+        Message::Hello(Hello::Target("10.20.0.11".parse().unwrap())),
     ]
 }
 

@@ -2,14 +2,19 @@
 
 use std::process::ExitCode;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vipa_control::agent::decap::{self, DecapOptions};
 use vipa_control::agent::discovery::output::{self, SocketsOptions};
 use vipa_control::agent::discovery::Scope;
-use vipa_proto::config::Service;
+use vipa_control::daemon::{
+    self,
+    agent::{self, AgentOptions, Source},
+};
+use vipa_proto::config::{Config, Service};
 
 #[derive(Parser)]
 #[command(name = "vipa-agent", version, about = "vipa's agent on a target")]
@@ -20,6 +25,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Report this target's listeners and connections on its VIPAs to their owners, until SIGINT or SIGTERM.
+    ///
+    /// Watches the sockets on every VIPA whose target list names --address
+    /// (netlink sock_diag), listens for the routing nodes on
+    /// ADDRESS:cluster.port (TCP), and reports to whichever node owns each
+    /// VIPA with the newest epoch, following it across takeovers. The
+    /// configuration is the routing nodes' (or one with the same [cluster]
+    /// and [[vipa]] sections). With --decap, also decapsulates GRE from
+    /// IFACE into a TUN device (see `vipa-agent decap --help`). Logs go to
+    /// stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more or less.
+    ///
+    /// Example: vipa-agent run --config /etc/vipa/vipa.toml --address 10.20.0.11 --decap eth0
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// This target's address, as the VIPAs' target lists name it.
+        #[arg(long)]
+        address: IpAddr,
+        /// Listen for the routing nodes here instead of ADDRESS:cluster.port.
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        listen: Option<SocketAddr>,
+        /// How often to look at the sockets, in milliseconds.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        interval_ms: u64,
+        /// Also decapsulate GRE arriving on this interface.
+        #[arg(long, value_name = "IFACE")]
+        decap: Option<String>,
+        /// With --decap: the TUN device to create.
+        #[arg(long, default_value = "vipa0")]
+        tun: String,
+    },
     /// Decapsulate GRE sent to this host on IFACE into a new TUN device, until SIGINT or SIGTERM.
     ///
     /// For targets whose kernel has no GRE module. The target also needs the
@@ -75,6 +112,20 @@ enum Command {
 fn main() -> ExitCode {
     init_logging();
     match Cli::parse().command {
+        Command::Run {
+            config,
+            address,
+            listen,
+            interval_ms,
+            decap,
+            tun,
+        } => run(
+            config,
+            address,
+            listen,
+            interval_ms,
+            decap.map(|iface| DecapOptions { iface, tun }),
+        ),
         Command::Decap { iface, tun } => {
             match decap::run_until_signal(&DecapOptions { iface, tun }) {
                 Ok(counters) => {
@@ -112,6 +163,46 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn run(
+    config: PathBuf,
+    address: IpAddr,
+    listen: Option<SocketAddr>,
+    interval_ms: u64,
+    decap: Option<DecapOptions>,
+) -> ExitCode {
+    let config = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vipa-agent run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vipa-agent run: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = AgentOptions {
+        config,
+        address,
+        listen,
+        decap,
+    };
+    let source = Source::SockDiag(Duration::from_millis(interval_ms));
+    match rt.block_on(agent::run(opts, source, daemon::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vipa-agent run: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -115,7 +115,7 @@ pub const DEFAULT_NEIGHBOR_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MBUFS: u32 = 8191;
 /// Largest `port.queues`.
 pub const MAX_QUEUES: u16 = 1024;
-/// Default `cluster.port`: the UDP port of the control protocol on routing
+/// Default `cluster.port`: the TCP port of the control protocol on routing
 /// nodes and agents.
 pub const DEFAULT_CLUSTER_PORT: u16 = 7400;
 /// Default `cluster.probe_interval_ms`.
@@ -128,6 +128,8 @@ pub const DEFAULT_SUSPECT_TIMEOUT: Duration = Duration::from_millis(400);
 pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_millis(150);
 /// Default `cluster.refresh_interval_ms`.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Default `cluster.api`.
+pub const DEFAULT_API: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9470);
 /// Default `cluster.restart_hold`.
 pub const DEFAULT_RESTART_HOLD: Duration = Duration::from_secs(30);
 
@@ -159,7 +161,7 @@ pub struct ClusterConfig {
     /// order (names unique). Without `[cluster]`: this node alone, with no
     /// address.
     pub nodes: Vec<ClusterNode>,
-    /// `port`: the UDP port agents listen on for the control protocol
+    /// `port`: the TCP port agents listen on for the control protocol
     /// (1..=65535; default 7400).
     pub agent_port: u16,
     /// `probe_interval_ms`: how often each node probes one other node
@@ -183,6 +185,10 @@ pub struct ClusterConfig {
     /// `restart_hold`: how long the connections of a target whose listener
     /// has gone keep their route (whole seconds, 1..=3600; default 30 s).
     pub restart_hold: Duration,
+    /// `api`: where `vipa-control` serves its HTTP API and `/metrics`
+    /// (default 127.0.0.1:9470). Without authentication: keep it on a
+    /// local or management address.
+    pub api: SocketAddr,
 }
 
 impl ClusterConfig {
@@ -200,6 +206,7 @@ impl ClusterConfig {
             collect_timeout: DEFAULT_COLLECT_TIMEOUT,
             refresh_interval: DEFAULT_REFRESH_INTERVAL,
             restart_hold: DEFAULT_RESTART_HOLD,
+            api: DEFAULT_API,
         }
     }
 
@@ -214,7 +221,7 @@ impl ClusterConfig {
 pub struct ClusterNode {
     /// Its `node.name` (non-empty, unique).
     pub name: String,
-    /// Where its control protocol listens (UDP); `None` only for the node
+    /// Where its control protocol listens (TCP; SWIM over UDP on the same port); `None` only for the node
     /// of a configuration without `[cluster]`.
     pub address: Option<SocketAddr>,
 }

@@ -29,6 +29,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "collect_timeout_ms",
     "refresh_interval_ms",
     "restart_hold",
+    "api",
 ];
 const CLUSTER_NODE_KEYS: &[&str] = &["name", "address"];
 const MOVEABLE: &[&str] = &["immediate", "when-idle"];
@@ -240,6 +241,9 @@ fn cluster(ctx: &Ctx<'_>, item: &Item, this: &NodeConfig) -> Result<ClusterConfi
     }
     if let Some(i) = t.get("port") {
         c.agent_port = ctx.integer(i, &t.field("port"), 1..=65535)? as u16;
+    }
+    if let Some(i) = t.get("api") {
+        c.api = ctx.socket_address(i, &t.field("api"))?;
     }
 
     let node_field = t.field("node");

@@ -119,6 +119,7 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         Message::Stale(m) => body(m, out),
         Message::Quiesce(m) => body(m, out),
         Message::Accepted(m) => body(m, out),
+        Message::Hello(m) => body(m, out),
     };
     let len = out.len() - start;
     let result = match body {
@@ -221,6 +222,7 @@ pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
         8 => Message::Stale(parse(kind, b)?),
         9 => Message::Quiesce(parse(kind, b)?),
         10 => Message::Accepted(parse(kind, b)?),
+        11 => Message::Hello(parse(kind, b)?),
         _ => return Err(DecodeError::UnknownKind { kind }),
     };
     Ok((msg, len))

@@ -141,6 +141,20 @@ pub enum Message {
     Quiesce(Quiesce),
     /// Agent → claimant: the epoch is confirmed, under a short lease.
     Accepted(Accepted),
+    /// Anyone, first on a stream: who is speaking. A datagram needs none
+    /// (its source address says who sent it).
+    Hello(Hello),
+}
+
+/// [`Message::Hello`]: the first frame on every control-protocol stream,
+/// so that the receiver knows which peer the stream's messages come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hello {
+    /// A routing node, by `node.name`.
+    Node(NodeName),
+    /// The agent of the target with this address (as configured in
+    /// `vipa.target`).
+    Target(IpAddr),
 }
 
 /// A node's view of one VIPA, in [`NodeStatus`].
@@ -317,13 +331,14 @@ impl Message {
             Message::Stale(_) => 8,
             Message::Quiesce(_) => 9,
             Message::Accepted(_) => 10,
+            Message::Hello(_) => 11,
         }
     }
 
     /// The VIPA the message is about, if one.
     pub fn vipa(&self) -> Option<IpAddr> {
         match self {
-            Message::Swim(_) | Message::Status(_) => None,
+            Message::Swim(_) | Message::Status(_) | Message::Hello(_) => None,
             Message::Claim(m) => Some(m.vipa),
             Message::Handover(m) => Some(m.vipa),
             Message::Define(m) => Some(m.vipa),

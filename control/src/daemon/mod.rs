@@ -1,0 +1,48 @@
+//! The tokio drivers around the cluster state machines (DESIGN.md §3):
+//! `vipa-control` on routing nodes ([`node`]) and `vipa-agent run` on
+//! targets ([`agent`]).
+//!
+//! In the style of quinn: the state machines decide, the drivers only move
+//! bytes, fire timers and carry out events. Each driver is one task that
+//! owns its state machine and `select!`s over the messages that arrived,
+//! the state machine's next deadline, the operator's requests and, for
+//! the node, the forwarder's back channel; after every step it sends what
+//! the state machine queued and handles its events. Time is milliseconds
+//! since the process started ([`tokio::time::Instant`], monotonic).
+//!
+//! - [`transport`]: TCP streams (hello first) and SWIM datagrams.
+//! - [`convert`]: the state machine's snapshot as the forwarder's.
+//! - [`api`]: the HTTP JSON API and Prometheus `/metrics`.
+
+pub mod agent;
+pub mod api;
+pub mod convert;
+pub mod node;
+pub mod transport;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: a process generation / agent session
+/// that grows with every restart.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers, run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
