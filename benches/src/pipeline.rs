@@ -53,6 +53,32 @@ pub struct CaseResult {
     /// ns per packet divided by the baseline's (the bare in-memory port:
     /// receive and transmit, no pipeline), measured in the same run.
     pub vs_baseline: Option<f64>,
+    /// The thread's CPU time per packet over the timed stretches
+    /// (`CLOCK_THREAD_CPUTIME_ID`), median of the segments: unlike the wall
+    /// clock it does not count time the thread spent preempted, so it is the
+    /// steadier figure on a loaded machine (A/B comparisons).
+    pub cpu_ns_per_packet: f64,
+}
+
+/// The calling thread's CPU time in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID
+    // exists on every Linux since 2.6.12.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Timed segments per case: the reported figure is their median.
@@ -62,25 +88,22 @@ fn summarize(
     case: &str,
     flows: u64,
     segments: &mut [f64],
+    cpu_segments: &mut [f64],
     packets: u64,
     tx_ratio: f64,
 ) -> CaseResult {
-    segments.sort_by(f64::total_cmp);
-    let median = if segments.is_empty() {
-        f64::NAN
-    } else {
-        segments[segments.len() / 2]
-    };
+    let wall = median(segments);
     CaseResult {
         case: case.to_owned(),
-        mpps: 1e3 / median,
-        ns_per_packet: median,
+        mpps: 1e3 / wall,
+        ns_per_packet: wall,
         packets,
         flows,
         tx_ratio,
         ns_min: segments.first().copied().unwrap_or(f64::NAN),
         ns_max: segments.last().copied().unwrap_or(f64::NAN),
         vs_baseline: None,
+        cpu_ns_per_packet: median(cpu_segments),
     }
 }
 
@@ -279,9 +302,11 @@ fn run_case(
 
     let per_segment = (packets / SEGMENTS).max(stretch as u64);
     let mut segments = Vec::new();
+    let mut cpu_segments = Vec::new();
     let mut seq = 0u64;
     while seq < packets {
         let mut elapsed = Duration::ZERO;
+        let mut cpu = 0u64;
         let start_seq = seq;
         while seq - start_seq < per_segment && seq < packets {
             {
@@ -293,18 +318,28 @@ fn run_case(
                     q.rx.push_back(b);
                 }
             }
+            let c0 = thread_cpu_ns();
             let t0 = Instant::now();
             for _ in 0..BURSTS_PER_STRETCH {
                 worker.poll(NOW);
             }
             elapsed += t0.elapsed();
+            cpu += thread_cpu_ns().saturating_sub(c0);
             recycle(&mut worker, &mut pool);
         }
         segments.push(elapsed.as_nanos() as f64 / (seq - start_seq) as f64);
+        cpu_segments.push(cpu as f64 / (seq - start_seq) as f64);
     }
     let rx = worker.counters().get(Counter::RxPackets) - rx0;
     let tx = worker.counters().get(Counter::TxPackets) - tx0;
-    summarize(case, flows, &mut segments, rx, tx as f64 / rx.max(1) as f64)
+    summarize(
+        case,
+        flows,
+        &mut segments,
+        &mut cpu_segments,
+        rx,
+        tx as f64 / rx.max(1) as f64,
+    )
 }
 
 /// The baseline: the same refill and timing around the bare in-memory port
@@ -320,9 +355,11 @@ fn baseline(settings: &Settings) -> CaseResult {
     let mut burst: Burst<HeapBuf> = Burst::new();
     let per_segment = (settings.packets / SEGMENTS).max(stretch as u64);
     let mut segments = Vec::new();
+    let mut cpu_segments = Vec::new();
     let mut seq = 0u64;
     while seq < settings.packets {
         let mut elapsed = Duration::ZERO;
+        let mut cpu = 0u64;
         let start_seq = seq;
         while seq - start_seq < per_segment && seq < settings.packets {
             for _ in 0..stretch {
@@ -331,17 +368,27 @@ fn baseline(settings: &Settings) -> CaseResult {
                 seq += 1;
                 port.rx.push_back(b);
             }
+            let c0 = thread_cpu_ns();
             let t0 = Instant::now();
             for _ in 0..BURSTS_PER_STRETCH {
                 port.rx_burst(&mut burst, BURST);
                 port.tx_burst(&mut burst);
             }
             elapsed += t0.elapsed();
+            cpu += thread_cpu_ns().saturating_sub(c0);
             pool.extend(port.tx.drain(..));
         }
         segments.push(elapsed.as_nanos() as f64 / (seq - start_seq) as f64);
+        cpu_segments.push(cpu as f64 / (seq - start_seq) as f64);
     }
-    summarize("baseline_mem_port", 0, &mut segments, seq, 1.0)
+    summarize(
+        "baseline_mem_port",
+        0,
+        &mut segments,
+        &mut cpu_segments,
+        seq,
+        1.0,
+    )
 }
 
 fn established(name: &str, flows: u64, settings: &Settings) -> CaseResult {

@@ -404,6 +404,13 @@ impl Tables {
         self.crt.as_ref()?.lookup(key, hash)
     }
 
+    /// True when the tables carry a CRT (a snapshot's, with at least one
+    /// connection): a flow-table miss looks there before Maglev.
+    #[inline]
+    pub fn has_crt(&self) -> bool {
+        self.crt.is_some()
+    }
+
     /// Connections in the CRT.
     pub fn crt_len(&self) -> u64 {
         self.crt.as_ref().map_or(0, |c| c.entries)

@@ -104,21 +104,72 @@ impl FlowKey {
     /// The fixed flow hash described in the module documentation.
     #[inline]
     pub fn hash(&self) -> u64 {
-        let words = [
+        hash_words([
             u64::from_le_bytes(self.src[..8].try_into().unwrap_or([0; 8])),
             u64::from_le_bytes(self.src[8..].try_into().unwrap_or([0; 8])),
             u64::from_le_bytes(self.dst[..8].try_into().unwrap_or([0; 8])),
             u64::from_le_bytes(self.dst[8..].try_into().unwrap_or([0; 8])),
-            u64::from(self.src_port)
-                | u64::from(self.dst_port) << 16
-                | u64::from(self.protocol) << 32,
-        ];
-        let mut h = SEED;
-        for w in words {
-            h = (h ^ w).wrapping_mul(K).rotate_left(31);
-        }
-        fmix64(h)
+            ports_word(self.protocol, self.src_port, self.dst_port),
+        ])
     }
+
+    /// `FlowKey::v4(src, dst, protocol, src_port, dst_port).hash()`, computed
+    /// from the header fields in registers, without building the key (the
+    /// packet path: a key written to memory byte by byte and read back as
+    /// words stalls store forwarding).
+    #[inline(always)]
+    pub fn hash_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, src_port: u16, dst_port: u16) -> u64 {
+        // The mapped address `::ffff:a.b.c.d` as two little-endian words:
+        // 0, then bytes 0, 0, ff, ff, a, b, c, d.
+        let mapped = |a: [u8; 4]| 0xffff_0000u64 | (u64::from(u32::from_le_bytes(a)) << 32);
+        hash_words([
+            0,
+            mapped(src),
+            0,
+            mapped(dst),
+            ports_word(protocol, src_port, dst_port),
+        ])
+    }
+
+    /// `FlowKey::v6(src, dst, protocol, src_port, dst_port).hash()`, without
+    /// building the key (see [`FlowKey::hash_v4`]).
+    #[inline(always)]
+    pub fn hash_v6(
+        src: &[u8; 16],
+        dst: &[u8; 16],
+        protocol: u8,
+        src_port: u16,
+        dst_port: u16,
+    ) -> u64 {
+        let half = |a: &[u8; 16], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&a[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        hash_words([
+            half(src, 0),
+            half(src, 1),
+            half(dst, 0),
+            half(dst, 1),
+            ports_word(protocol, src_port, dst_port),
+        ])
+    }
+}
+
+/// Word 4 of the hash input.
+#[inline(always)]
+fn ports_word(protocol: u8, src_port: u16, dst_port: u16) -> u64 {
+    u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(protocol) << 32
+}
+
+/// The hash of the five input words (module documentation).
+#[inline(always)]
+fn hash_words(words: [u64; 5]) -> u64 {
+    let mut h = SEED;
+    for w in words {
+        h = (h ^ w).wrapping_mul(K).rotate_left(31);
+    }
+    fmix64(h)
 }
 
 fn unmap(bytes: [u8; 16]) -> IpAddr {
@@ -175,6 +226,37 @@ mod tests {
         assert_eq!(k.hash(), PINNED_V4);
         assert_eq!(v6.hash(), PINNED_V6);
         assert_eq!(FlowKey::default().hash(), PINNED_ZERO);
+    }
+
+    #[test]
+    fn hash_from_fields_is_the_key_hash() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            let (s4, d4) = ([b[0], b[1], b[2], b[3]], [b[4], b[5], b[6], b[7]]);
+            let (p, sp, dp) = (b[2], (x >> 8) as u16, (x >> 40) as u16);
+            assert_eq!(
+                FlowKey::hash_v4(s4, d4, p, sp, dp),
+                FlowKey::v4(s4, d4, p, sp, dp).hash()
+            );
+            let mut s6 = [0u8; 16];
+            let mut d6 = [0u8; 16];
+            for i in 0..16 {
+                s6[i] = b[i % 8].rotate_left(i as u32);
+                d6[i] = b[(i + 3) % 8] ^ i as u8;
+            }
+            assert_eq!(
+                FlowKey::hash_v6(&s6, &d6, p, sp, dp),
+                FlowKey::v6(s6, d6, p, sp, dp).hash()
+            );
+        }
+        assert_eq!(
+            FlowKey::hash_v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 80),
+            PINNED_V4
+        );
     }
 
     const PINNED_V4: u64 = 13189221270991454718;

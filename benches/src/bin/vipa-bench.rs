@@ -47,11 +47,12 @@ fn main() {
             };
             if !json {
                 println!(
-                    "{:<18} {:>8} {:>10} {:>16} {:>10} {:>10} {:>6} {:>10}",
+                    "{:<18} {:>8} {:>10} {:>16} {:>8} {:>10} {:>10} {:>6} {:>10}",
                     "case",
                     "Mpps",
                     "ns/packet",
                     "(min..max)",
+                    "cpu ns",
                     "packets",
                     "flows",
                     "tx/rx",
@@ -65,11 +66,12 @@ fn main() {
                     let range = format!("({:.1}..{:.1})", r.ns_min, r.ns_max);
                     let ratio = r.vs_baseline.map_or("-".to_owned(), |x| format!("{x:.2}"));
                     println!(
-                        "{:<18} {:>8.2} {:>10.1} {:>16} {:>10} {:>10} {:>6.3} {:>10}",
+                        "{:<18} {:>8.2} {:>10.1} {:>16} {:>8.1} {:>10} {:>10} {:>6.3} {:>10}",
                         r.case,
                         r.mpps,
                         r.ns_per_packet,
                         range,
+                        r.cpu_ns_per_packet,
                         r.packets,
                         r.flows,
                         r.tx_ratio,

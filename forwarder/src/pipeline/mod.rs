@@ -73,25 +73,29 @@ pub enum Verdict {
 }
 
 /// What pass 1 learned about a VIPA flow packet, for pass 2.
+///
+/// Kept small (24 bytes): a burst's worth is written by pass 1 and read by
+/// pass 2. The flow's [`FlowKey`] is not kept: only a flow-table miss needs
+/// it (for the CRT and new-flow events), and [`flow_key`] reads it again
+/// from the packet then.
 #[derive(Clone, Copy, Debug)]
 struct FlowMeta {
-    /// The flow (client → VIPA), for the CRT and new-flow events.
-    key: FlowKey,
     hash: u64,
     vipa: u16,
     /// Ethernet header length (14, or 18 with an 802.1Q tag).
     l2_len: u8,
     /// The inner packet is IPv6.
     v6: bool,
-    /// Create a flow-table entry on a miss (false for ICMP errors: an error
-    /// about a flow is not a flow).
-    create: bool,
-    /// The packet is an ICMP error about the flow (counted as such once forwarded).
+    /// The packet is an ICMP error about the flow: the flow is the one its
+    /// quote names; it creates no flow-table entry on a miss (an error about
+    /// a flow is not a flow) and is counted as such once forwarded.
     icmp_error: bool,
     /// What encapsulation needs from the inner IP header, read while pass 1
     /// had it at hand (pass 2 does not parse it again).
     inner: encap::Inner,
 }
+
+const _: () = assert!(core::mem::size_of::<FlowMeta>() <= 24);
 
 #[derive(Clone, Copy, Debug)]
 enum Pass1 {
@@ -163,9 +167,12 @@ impl Pipeline {
             let _ = pass1.try_push(p);
         }
         self.counters.add(Counter::RxBytes, rx_bytes);
-        for (mut buf, p) in rx.drain(..).zip(pass1) {
+        // Pass 1's results are read in place (not moved out one by one: a
+        // moved copy is written and read back piecewise, which stalls store
+        // forwarding on the flow hash).
+        for (mut buf, p) in rx.drain(..).zip(pass1.iter()) {
             let verdict = match p {
-                Pass1::Done(v) => v,
+                Pass1::Done(v) => *v,
                 Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
             };
             match verdict {
@@ -188,7 +195,7 @@ impl Pipeline {
         self.counters.add(Counter::RxBytes, buf.len() as u64);
         let verdict = match self.classify(port, buf, now) {
             Pass1::Done(v) => v,
-            Pass1::Flow(m) => self.forward(port, buf, m, now),
+            Pass1::Flow(m) => self.forward(port, buf, &m, now),
         };
         match verdict {
             Verdict::Host(c) | Verdict::Drop(c) => self.counters.inc(c),
@@ -266,15 +273,12 @@ impl Pipeline {
                 if !self.tables.vipas[vipa as usize].serves(proto, dport) {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 }
-                let key = FlowKey::v4(src, dst, proto, sport, dport);
-                let hash = key.hash();
+                let hash = FlowKey::hash_v4(src, dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
-                    key,
                     hash,
                     vipa,
                     l2_len: l2_len as u8,
                     v6: false,
-                    create: true,
                     icmp_error: false,
                     inner,
                 })
@@ -295,15 +299,12 @@ impl Pipeline {
                         Some((qproto, client, cport, vport))
                             if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
                         {
-                            let key = FlowKey::v4(client, dst, qproto, cport, vport);
-                            let hash = key.hash();
+                            let hash = FlowKey::hash_v4(client, dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
-                                key,
                                 hash,
                                 vipa,
                                 l2_len: l2_len as u8,
                                 v6: false,
-                                create: false,
                                 icmp_error: true,
                                 inner,
                             })
@@ -369,15 +370,12 @@ impl Pipeline {
                 if !self.tables.vipas[vipa as usize].serves(proto, dport) {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 }
-                let key = FlowKey::v6(src, dst, proto, sport, dport);
-                let hash = key.hash();
+                let hash = FlowKey::hash_v6(&src, &dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
-                    key,
                     hash,
                     vipa,
                     l2_len: l2_len as u8,
                     v6: true,
-                    create: true,
                     icmp_error: false,
                     inner,
                 })
@@ -398,15 +396,12 @@ impl Pipeline {
                         Some((qproto, client, cport, vport))
                             if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
                         {
-                            let key = FlowKey::v6(client, dst, qproto, cport, vport);
-                            let hash = key.hash();
+                            let hash = FlowKey::hash_v6(&client, &dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
-                                key,
                                 hash,
                                 vipa,
                                 l2_len: l2_len as u8,
                                 v6: true,
-                                create: false,
                                 icmp_error: true,
                                 inner,
                             })
@@ -428,7 +423,7 @@ impl Pipeline {
         &mut self,
         port: usize,
         buf: &mut B,
-        m: FlowMeta,
+        m: &FlowMeta,
         now: u32,
     ) -> Verdict {
         // DESIGN.md §4 step 4: flow table, then CRT, then Maglev.
@@ -441,7 +436,7 @@ impl Pipeline {
                 if stale.is_some() {
                     self.counters.inc(Counter::FlowsRerouted);
                 }
-                match self.lookup_new(&m, now) {
+                match self.lookup_new(m, buf.data(), now) {
                     Some(t) => t,
                     None => return Verdict::Drop(Counter::DropNoTarget),
                 }
@@ -483,9 +478,17 @@ impl Pipeline {
     /// A flow the flow table does not know (or whose target is down): the
     /// CRT's target if a live one, else the Maglev table's. Records the flow
     /// (unless `m` is an ICMP error) and reports Maglev-made flows.
-    #[inline]
-    fn lookup_new(&mut self, m: &FlowMeta, now: u32) -> Option<u32> {
-        let (t, from_crt) = match self.tables.crt_lookup(&m.key, m.hash) {
+    /// `data` is the frame as pass 1 saw it (the flow's key is read from it
+    /// again, only when the CRT or the new-flow events need it).
+    #[inline(never)]
+    fn lookup_new(&mut self, m: &FlowMeta, data: &[u8], now: u32) -> Option<u32> {
+        let want_key = self.tables.has_crt() || (!m.icmp_error && self.flow_events.is_some());
+        let key = if want_key { flow_key(data, m) } else { None };
+        let crt = match &key {
+            Some(key) => self.tables.crt_lookup(key, m.hash),
+            None => None,
+        };
+        let (t, from_crt) = match crt {
             Some(t) if self.tables.keeps_flows(t) => {
                 self.counters.inc(Counter::CrtHits);
                 (t, true)
@@ -496,7 +499,7 @@ impl Pipeline {
                 (t, false)
             }
         };
-        if m.create {
+        if !m.icmp_error {
             if self.flows.insert(m.hash, t, now) == Inserted::Evicted {
                 self.counters.inc(Counter::FlowsEvicted);
             }
@@ -505,8 +508,8 @@ impl Pipeline {
                 tc.flows += 1;
             }
             if !from_crt {
-                if let Some(sink) = &mut self.flow_events {
-                    if !sink.push(&m.key, t, now) {
+                if let (Some(sink), Some(key)) = (&mut self.flow_events, &key) {
+                    if !sink.push(key, t, now) {
                         self.counters.inc(Counter::FlowEventsLost);
                     }
                 }
@@ -614,6 +617,40 @@ const ND_LAST_TYPE: u8 = 137;
 #[inline]
 fn is_ipv6_extension(h: u8) -> bool {
     matches!(h, 0 | 43 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254)
+}
+
+/// The key of the flow pass 1 classified as `m`, read again from the
+/// frame `data` (unchanged since pass 1, which checked every header read
+/// here): the client → VIPA tuple of a TCP or UDP packet, or the flow an
+/// ICMP error's quote names. `None` only for a frame pass 1 would not have
+/// classified as a flow.
+fn flow_key(data: &[u8], m: &FlowMeta) -> Option<FlowKey> {
+    let l3 = data.get(m.l2_len as usize..)?;
+    if m.v6 {
+        let ip = ipv6::Packet::new_checked(l3).ok()?;
+        let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
+        let proto = ip.next_header();
+        if m.icmp_error {
+            let icmp = icmpv6::Packet::new_checked(ip.payload()).ok()?;
+            let (qproto, client, cport, vport) = quoted_flow_v6(icmp.data(), &dst)?;
+            Some(FlowKey::v6(client, dst, qproto, cport, vport))
+        } else {
+            let (sport, dport) = ports(proto, ip.payload())?;
+            Some(FlowKey::v6(src, dst, proto, sport, dport))
+        }
+    } else {
+        let ip = ipv4::Packet::new_checked(l3).ok()?;
+        let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
+        let proto = ip.next_header();
+        if m.icmp_error {
+            let icmp = icmpv4::Packet::new_checked(ip.payload()).ok()?;
+            let (qproto, client, cport, vport) = quoted_flow_v4(icmp.data(), &dst)?;
+            Some(FlowKey::v4(client, dst, qproto, cport, vport))
+        } else {
+            let (sport, dport) = ports(proto, ip.payload())?;
+            Some(FlowKey::v4(src, dst, proto, sport, dport))
+        }
+    }
 }
 
 /// Source and destination port of a TCP or UDP header, when the header is whole.
