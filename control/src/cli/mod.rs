@@ -108,6 +108,10 @@ pub enum Command {
         what: What,
     },
     /// Give new connections to a quiesced target (or VIPA:port) again.
+    ///
+    /// The agent keeps a quiesce of a whole target and a quiesce of one
+    /// service apart: resume the way you quiesced (`resume port` does not
+    /// undo `quiesce target`, nor the other way round).
     Resume {
         /// What to resume.
         #[command(subcommand)]
@@ -420,9 +424,9 @@ fn write_quiesce(c: &Client, out: &mut dyn Write, what: &What, on: bool) -> Resu
         .unwrap_or_default();
     let service = r["service"].as_str().unwrap_or("all services");
     let mut s = format!(
-        "{verb} on {} ({service}): {}\n",
-        text(&r["vipa"]),
-        targets.join(", ")
+        "{verb} {} on {} ({service})\n",
+        targets.join(", "),
+        text(&r["vipa"])
     );
     // What the node's DPT shows changed (it updates as the node publishes).
     let mut changes = Vec::new();
