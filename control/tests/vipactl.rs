@@ -183,6 +183,7 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     let v = json(&["vipa", "--json"]).await;
     assert_eq!(v["node"], "fwd-a");
     assert_eq!(v["vipas"][0]["vipa"], VIPA);
+    assert!(v["vipas"][0]["for_ms"].is_u64(), "{v}");
     let table = vipactl(&["vipa"]).await;
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(

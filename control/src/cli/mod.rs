@@ -78,7 +78,7 @@ pub struct Cli {
 /// A command.
 #[derive(Subcommand, Debug, PartialEq)]
 pub enum Command {
-    /// Per VIPA: this node's role, the owner and epoch known, deactivated.
+    /// Per VIPA: this node's role and since when, the owner and epoch known, deactivated.
     Vipa {
         /// Print the API's JSON.
         #[arg(long)]
@@ -536,11 +536,24 @@ fn rows<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().map_or(&[], Vec::as_slice)
 }
 
+/// A duration for people: `850ms`, `42s`, `5m 12s`, `3h 02m`, `2d 04h`.
+pub fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 /// `vipactl vipa` as a table.
 pub fn render_vipas(v: &Value) -> String {
     let mut t = Table::new(&[
         ("VIPA", Align::Left),
         ("ROLE HERE", Align::Left),
+        ("SINCE", Align::Right),
         ("OWNER", Align::Left),
         ("EPOCH", Align::Right),
         ("CONFIGURED OWNER", Align::Left),
@@ -555,6 +568,9 @@ pub fn render_vipas(v: &Value) -> String {
         t.row(vec![
             text(&e["vipa"]),
             text(&e["role"]),
+            e["for_ms"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms))),
             text(&e["owner"]),
             epoch,
             text(&e["configured_owner"]),

@@ -157,7 +157,7 @@ fn renders_the_dpt() {
 #[test]
 fn renders_the_vipas() {
     let v = json!({"node": "fwd-b", "vipas": [
-        {"vipa": "192.0.2.10", "role": "idle", "epoch": "3.1", "term": 3, "owner": "fwd-a",
+        {"vipa": "192.0.2.10", "role": "idle", "for_ms": 312_000, "epoch": "3.1", "term": 3, "owner": "fwd-a",
          "deactivated": false, "configured_owner": "fwd-a", "backups": ["fwd-b"], "rank": 1},
         {"vipa": "2001:db8::10", "role": "idle", "epoch": "0.0", "term": 0, "owner": null,
          "deactivated": true, "configured_owner": "fwd-a", "backups": [], "rank": null}]});
@@ -165,9 +165,9 @@ fn renders_the_vipas() {
     assert!(
         s.starts_with(
             "node fwd-b\n\
-         VIPA          ROLE HERE  OWNER  EPOCH  CONFIGURED OWNER  RANK HERE  DEACTIVATED\n\
-         192.0.2.10    idle       fwd-a    3.1  fwd-a                     1  no\n\
-         2001:db8::10  idle       -          -  fwd-a                     -  yes\n"
+         VIPA          ROLE HERE       SINCE  OWNER  EPOCH  CONFIGURED OWNER  RANK HERE  DEACTIVATED\n\
+         192.0.2.10    idle       5m 12s ago  fwd-a    3.1  fwd-a                     1  no\n\
+         2001:db8::10  idle                -  -          -  fwd-a                     -  yes\n"
         ),
         "{s}"
     );
@@ -260,4 +260,13 @@ fn dpt_changes_name_the_target() {
         vec!["192.0.2.10:80/tcp 10.20.0.11: ready (ready yes) -> quiesced (ready no)"]
     );
     assert!(dpt_changes(&before, &before).is_empty());
+}
+
+#[test]
+fn ages_for_people() {
+    assert_eq!(age(850), "850ms");
+    assert_eq!(age(42_000), "42s");
+    assert_eq!(age(312_000), "5m 12s");
+    assert_eq!(age(3 * 3_600_000 + 120_000), "3h 02m");
+    assert_eq!(age(2 * 86_400_000 + 4 * 3_600_000), "2d 04h");
 }
