@@ -8,9 +8,11 @@
 //!
 //! - [`daemon`]: the tokio drivers: `vipa-control` and `vipa-agent run`.
 //!
-//! The operator CLI (`vipactl`) follows (DESIGN.md §3).
+//! - [`cli`]: the operator CLI, `vipactl` (DESIGN.md §3), a client of the
+//!   daemon's HTTP API.
 
 pub mod agent;
+pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod snapshot;

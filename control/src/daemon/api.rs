@@ -3,7 +3,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/v1/vipas` | per VIPA: role here, highest epoch known, its owner, deactivated |
+//! | GET | `/v1/vipas` | per VIPA: role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
 //! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections |
 //! | GET | `/v1/crt` | every connection this node routes and its target |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -196,13 +197,19 @@ fn state_name(s: TargetState) -> &'static str {
     }
 }
 
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
 fn vipas(core: &Core) -> Value {
+    let now_wall = SystemTime::now();
     let list: Vec<Value> = core
         .config
         .vipas
         .iter()
         .map(|v| {
             let role = core.node.role(v.address);
+            let since = core.role_since.get(&v.address).copied();
             let (epoch, owner) = core
                 .node
                 .known_owner(v.address)
@@ -218,6 +225,8 @@ fn vipas(core: &Core) -> Value {
                 "configured_owner": v.owner,
                 "backups": v.backups,
                 "rank": v.rank_of(core.node.name()),
+                "since_unix_ms": since.map(unix_ms),
+                "for_ms": since.map(|t| now_wall.duration_since(t).unwrap_or_default().as_millis() as u64),
             })
         })
         .collect();

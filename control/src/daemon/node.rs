@@ -20,10 +20,10 @@
 //! - Without `--snapshot` the daemon runs the protocol and the API but
 //!   routes nothing (no forwarder to tell).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -88,6 +88,9 @@ pub struct Core {
     slots: Slots,
     /// VIPAs the operator deactivated on this node.
     pub(crate) deactivated: BTreeSet<IpAddr>,
+    /// When each VIPA's role here last changed (wall clock; the daemon's
+    /// start for a VIPA that has not changed role).
+    pub(crate) role_since: BTreeMap<IpAddr, SystemTime>,
     writer: Option<Writer>,
     prefix: Option<String>,
     back: Option<BackReader>,
@@ -135,11 +138,14 @@ impl Core {
             Some((p, w)) => (Some(p), Some(w)),
             None => (None, None),
         };
+        let started = SystemTime::now();
+        let role_since = config.vipas.iter().map(|v| (v.address, started)).collect();
         Core {
             node,
             slots: Slots::from_config(&config),
             config,
             deactivated: BTreeSet::new(),
+            role_since,
             writer,
             prefix,
             back: None,
@@ -174,6 +180,7 @@ impl Core {
                 tracing::info!(%vipa, %epoch, "routing {vipa} with epoch {epoch}");
             }
             Event::RoleChanged { vipa, role } => {
+                self.role_since.insert(vipa, SystemTime::now());
                 let text = match role {
                     Role::Idle => "idle".to_owned(),
                     Role::Claiming(e) => format!("claiming with epoch {e}"),

@@ -86,6 +86,8 @@ fn vipas_shows_the_role_rank_and_known_owner() {
     assert_eq!(vipa["backups"][0], "fwd-b");
     assert_eq!(vipa["deactivated"], false);
     assert_eq!(vipa["owner"], Value::Null);
+    assert!(vipa["since_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    assert!(vipa["for_ms"].as_u64().unwrap() < 60_000);
 }
 
 #[test]

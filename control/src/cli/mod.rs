@@ -1,0 +1,786 @@
+//! `vipactl`: the operator CLI, a client of `vipa-control`'s HTTP API
+//! (see [`crate::daemon::api`]).
+//!
+//! [`Cli`] is the command line (clap derive), [`run`] does one command and
+//! returns the exit code ([`EXIT_OK`], [`EXIT_REFUSED`],
+//! [`EXIT_UNREACHABLE`], [`EXIT_USAGE`]); the `render_*` functions turn the
+//! API's JSON into tables.
+
+pub mod http;
+pub mod table;
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use http::{Endpoint, HttpError};
+use table::{thousands, Align, Table};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The daemon answered with an error (bad request, no such VIPA, …) or
+/// with something that is not the API's JSON.
+pub const EXIT_REFUSED: u8 = 1;
+/// No connection to the daemon.
+pub const EXIT_UNREACHABLE: u8 = 2;
+/// Bad command line (sysexits' EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// The API address when neither --control nor VIPA_CONTROL says otherwise
+/// (the daemon's default `cluster.api`).
+pub const DEFAULT_CONTROL: &str = "http://127.0.0.1:9470";
+
+const AFTER_HELP: &str = "\
+Examples:
+  vipactl vipa                                  who owns each VIPA, with which epoch
+  vipactl dpt --detail                          every target of every owned VIPA:port
+  vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
+  vipactl crt --client 198.51.100.7 --json      one client's connections, as JSON
+  vipactl stats                                 the daemon's and the forwarder's counters
+  vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
+  vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing
+  vipactl --control http://fwd-b:9470 deactivate 192.0.2.10
+
+Exit codes:
+  0   ok
+  1   the daemon refused the request (bad request, no such VIPA or target)
+      or did not answer with the API's JSON
+  2   the daemon is unreachable (not running? another address in its
+      cluster.api? set --control or VIPA_CONTROL)
+  64  usage: bad arguments";
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vipactl",
+    version,
+    about = "Operate vipa: look at and change what a routing node's vipa-control does",
+    long_about = "Operate vipa: look at and change what a routing node's vipa-control does.\n\n\
+        Talks to vipa-control's HTTP API (cluster.api in its configuration). \
+        Tables are for people; --json prints the API's JSON for scripts.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// The vipa-control API to talk to.
+    #[arg(long, global = true, env = "VIPA_CONTROL", default_value = DEFAULT_CONTROL, value_name = "URL")]
+    pub control: String,
+    /// Give up on the daemon after this many seconds.
+    #[arg(long, global = true, default_value_t = 5.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A command.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum Command {
+    /// Per VIPA: this node's role and since when, the owner and epoch known, deactivated.
+    Vipa {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per owned VIPA:port and target: ready, weight, state, connections.
+    Dpt {
+        /// Also the epoch and whether each target is a candidate.
+        #[arg(long)]
+        detail: bool,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The connections this node routes and their targets.
+    Crt(CrtArgs),
+    /// The daemon's counters, and the forwarder's per worker and reason.
+    Stats {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop giving new connections to a target (or to every target of a VIPA:port); existing ones stay.
+    Quiesce {
+        /// What to quiesce.
+        #[command(subcommand)]
+        what: What,
+    },
+    /// Give new connections to a quiesced target (or VIPA:port) again.
+    ///
+    /// The agent keeps a quiesce of a whole target and a quiesce of one
+    /// service apart: resume the way you quiesced (`resume port` does not
+    /// undo `quiesce target`, nor the other way round).
+    Resume {
+        /// What to resume.
+        #[command(subcommand)]
+        what: What,
+    },
+    /// This node gives the VIPA up (a backup takes it) and does not claim it until reactivated.
+    Deactivate(VipaArg),
+    /// This node takes part in owning the VIPA again.
+    Reactivate(VipaArg),
+}
+
+/// `crt` filters.
+#[derive(Args, Debug, PartialEq)]
+pub struct CrtArgs {
+    /// Only connections to this VIPA.
+    #[arg(long, value_name = "ADDRESS")]
+    pub vipa: Option<IpAddr>,
+    /// Only connections from this client address (and port).
+    #[arg(long, value_name = "ADDRESS[:PORT]", value_parser = parse_client)]
+    pub client: Option<ClientFilter>,
+    /// Only connections routed to this target.
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Option<IpAddr>,
+    /// Print at most N connections (and how many matched).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print the API's JSON (filtered, with "matched" when filtered or limited).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--client A[:P]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientFilter {
+    /// The address.
+    pub address: IpAddr,
+    /// The port, if given.
+    pub port: Option<u16>,
+}
+
+fn parse_client(s: &str) -> Result<ClientFilter, String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(ClientFilter {
+            address: a,
+            port: None,
+        });
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| ClientFilter {
+            address: a.ip(),
+            port: Some(a.port()),
+        })
+        .map_err(|_| {
+            format!("{s:?}: expected ADDRESS or ADDRESS:PORT, e.g. 198.51.100.7:40000 or [2001:db8::7]:40000")
+        })
+}
+
+/// What `quiesce` and `resume` act on.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum What {
+    /// One target of a VIPA (all its services, or --service).
+    Target {
+        /// The target's address.
+        target: IpAddr,
+        /// The VIPA.
+        #[arg(long, value_name = "ADDRESS")]
+        vipa: IpAddr,
+        /// Only this service of the VIPA, e.g. tcp/443.
+        #[arg(long, value_name = "PROTO/PORT")]
+        service: Option<String>,
+        /// Print the request instead of sending it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Every target of one VIPA:port.
+    Port {
+        /// The VIPA and port, e.g. 192.0.2.10:443 or [2001:db8::10]:443.
+        #[arg(value_name = "VIPA:PORT")]
+        vipa_port: SocketAddr,
+        /// The protocol.
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp"])]
+        protocol: String,
+        /// Print the request instead of sending it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `deactivate VIPA`, `reactivate VIPA`.
+#[derive(Args, Debug, PartialEq)]
+pub struct VipaArg {
+    /// The VIPA.
+    pub vipa: IpAddr,
+    /// Print the request instead of sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses the command line: `Ok(cli)`, or `Err(exit code)` after printing
+/// help, the version or the usage error.
+pub fn parse<I, T>(args: I) -> Result<Cli, u8>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            EXIT_USAGE
+        } else {
+            EXIT_OK
+        }
+    })
+}
+
+/// An error for the operator, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+/// Does `cli`'s command, printing to `out`; returns the exit code (after
+/// printing any error to stderr).
+pub fn run(cli: &Cli, out: &mut dyn Write) -> u8 {
+    match execute(cli, out) {
+        Ok(()) => EXIT_OK,
+        Err(f) => {
+            eprintln!("vipactl: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn usage(message: String) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        message,
+    }
+}
+
+fn refused(message: String) -> Failure {
+    Failure {
+        code: EXIT_REFUSED,
+        message,
+    }
+}
+
+struct Client {
+    ep: Endpoint,
+    timeout: Duration,
+}
+
+impl Client {
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+        let body = body.map(Value::to_string);
+        let reply =
+            http::request(&self.ep, method, path, body.as_deref(), self.timeout).map_err(|e| {
+                match e {
+                    HttpError::Unreachable(why) => Failure {
+                        code: EXIT_UNREACHABLE,
+                        message: format!(
+                            "cannot reach vipa-control at {} ({why}).\n\
+                         Check: is vipa-control running on that node? Does its configuration's \
+                         cluster.api (or its --api) name this address? Set --control URL or \
+                         VIPA_CONTROL to the right one.",
+                            self.ep.url()
+                        ),
+                    },
+                    HttpError::Protocol(why) => refused(format!(
+                        "{} {path}: no usable answer from {}: {why}",
+                        method,
+                        self.ep.url()
+                    )),
+                }
+            })?;
+        let v: Value = serde_json::from_str(&reply.body).map_err(|e| {
+            refused(format!(
+                "{method} {path}: {} answered {} with no JSON ({e}); is that address vipa-control's API?",
+                self.ep.url(),
+                reply.status
+            ))
+        })?;
+        if reply.status != 200 {
+            let why = v["error"]
+                .as_str()
+                .map_or_else(|| v.to_string(), str::to_owned);
+            return Err(refused(format!(
+                "{method} {path}: vipa-control refused ({}): {why}",
+                reply.status
+            )));
+        }
+        Ok(v)
+    }
+}
+
+fn print_json(out: &mut dyn Write, v: &Value) -> Result<(), Failure> {
+    writeln!(out, "{v:#}").map_err(|e| refused(format!("writing the output: {e}")))
+}
+
+fn print(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
+    out.write_all(s.as_bytes())
+        .map_err(|e| refused(format!("writing the output: {e}")))
+}
+
+fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    let ep = Endpoint::parse(&cli.control).map_err(|e| usage(format!("--control: {e}")))?;
+    if !(cli.timeout > 0.0 && cli.timeout <= 3600.0) {
+        return Err(usage(format!(
+            "--timeout {}: expected seconds in (0, 3600]",
+            cli.timeout
+        )));
+    }
+    let c = Client {
+        ep,
+        timeout: Duration::from_secs_f64(cli.timeout),
+    };
+    match &cli.command {
+        Command::Vipa { json } => {
+            let v = c.call("GET", "/v1/vipas", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_vipas(&v))
+            }
+        }
+        Command::Dpt { detail, json } => {
+            let v = c.call("GET", "/v1/dpt", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_dpt(&v, *detail))
+            }
+        }
+        Command::Crt(a) => {
+            let v = c.call("GET", "/v1/crt", None)?;
+            let (v, shown) = filter_crt(&v, a);
+            if a.json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_crt(&v, shown))
+            }
+        }
+        Command::Stats { json } => {
+            let v = c.call("GET", "/v1/counters", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_stats(&v))
+            }
+        }
+        Command::Quiesce { what } => write_quiesce(&c, out, what, true),
+        Command::Resume { what } => write_quiesce(&c, out, what, false),
+        Command::Deactivate(a) => write_deactivate(&c, out, a, true),
+        Command::Reactivate(a) => write_deactivate(&c, out, a, false),
+    }
+}
+
+/// The request `quiesce`/`resume` sends: path and body.
+pub fn quiesce_request(what: &What, on: bool) -> (&'static str, Value, bool) {
+    let path = if on { "/v1/quiesce" } else { "/v1/resume" };
+    match what {
+        What::Target {
+            target,
+            vipa,
+            service,
+            dry_run,
+        } => {
+            let mut b = json!({ "vipa": vipa, "target": target });
+            if let Some(s) = service {
+                b["service"] = json!(s);
+            }
+            (path, b, *dry_run)
+        }
+        What::Port {
+            vipa_port,
+            protocol,
+            dry_run,
+        } => (
+            path,
+            json!({ "vipa": vipa_port.ip(), "service": format!("{protocol}/{}", vipa_port.port()) }),
+            *dry_run,
+        ),
+    }
+}
+
+fn dry(c: &Client, out: &mut dyn Write, path: &str, body: &Value) -> Result<(), Failure> {
+    print(
+        out,
+        &format!(
+            "would send: POST {}{path}\n{body:#}\n(--dry-run: nothing sent)\n",
+            c.ep.url()
+        ),
+    )
+}
+
+fn write_quiesce(c: &Client, out: &mut dyn Write, what: &What, on: bool) -> Result<(), Failure> {
+    let (path, body, dry_run) = quiesce_request(what, on);
+    if dry_run {
+        return dry(c, out, path, &body);
+    }
+    let before = c.call("GET", "/v1/dpt", None).ok();
+    let r = c.call("POST", path, Some(&body))?;
+    let verb = if on { "quiesced" } else { "resumed" };
+    let targets: Vec<String> = r["targets"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let service = r["service"].as_str().unwrap_or("all services");
+    let mut s = format!(
+        "{verb} {} on {} ({service})\n",
+        targets.join(", "),
+        text(&r["vipa"])
+    );
+    // What the node's DPT shows changed (it updates as the node publishes).
+    let mut changes = Vec::new();
+    if let Some(before) = before {
+        for _ in 0..10 {
+            if let Ok(after) = c.call("GET", "/v1/dpt", None) {
+                changes = dpt_changes(&before, &after);
+                if !changes.is_empty() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    if changes.is_empty() {
+        s.push_str(
+            "this node's DPT shows no change (already so, or this node does not own the VIPA)\n",
+        );
+    } else {
+        for ch in changes {
+            s.push_str(&format!("  {ch}\n"));
+        }
+    }
+    print(out, &s)
+}
+
+fn write_deactivate(c: &Client, out: &mut dyn Write, a: &VipaArg, on: bool) -> Result<(), Failure> {
+    let path = if on {
+        "/v1/deactivate"
+    } else {
+        "/v1/reactivate"
+    };
+    let body = json!({ "vipa": a.vipa });
+    if a.dry_run {
+        return dry(c, out, path, &body);
+    }
+    let before = c
+        .call("GET", "/v1/vipas", None)
+        .ok()
+        .and_then(|v| vipa_entry(&v, a.vipa));
+    c.call("POST", path, Some(&body))?;
+    let mut s = if on {
+        format!(
+            "deactivated {} on this node: it gives the VIPA up and will not claim it until reactivated\n",
+            a.vipa
+        )
+    } else {
+        format!(
+            "reactivated {} on this node: it takes part in owning the VIPA again\n",
+            a.vipa
+        )
+    };
+    if let Some(b) = before {
+        s.push_str(&format!(
+            "  before: role {}, owner {}, deactivated {}\n",
+            text(&b["role"]),
+            text(&b["owner"]),
+            text(&b["deactivated"])
+        ));
+    }
+    if let Some(n) = c
+        .call("GET", "/v1/vipas", None)
+        .ok()
+        .and_then(|v| vipa_entry(&v, a.vipa))
+    {
+        s.push_str(&format!(
+            "  now:    role {}, owner {}, deactivated {}\n",
+            text(&n["role"]),
+            text(&n["owner"]),
+            text(&n["deactivated"])
+        ));
+    }
+    print(out, &s)
+}
+
+fn vipa_entry(v: &Value, vipa: IpAddr) -> Option<Value> {
+    v["vipas"]
+        .as_array()?
+        .iter()
+        .find(|e| e["vipa"].as_str() == Some(&vipa.to_string()))
+        .cloned()
+}
+
+/// A JSON value as a table cell: strings bare, null as `-`.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Number(n) => n.as_u64().map_or_else(|| n.to_string(), thousands),
+        other => other.to_string(),
+    }
+}
+
+/// `192.0.2.10` and `tcp/80` as `192.0.2.10:80/tcp` (`[v6]:80/tcp`).
+fn vipa_port(vipa: &Value, service: &Value) -> String {
+    let v = text(vipa);
+    let v = if v.contains(':') { format!("[{v}]") } else { v };
+    match service.as_str().and_then(|s| s.split_once('/')) {
+        Some((proto, port)) => format!("{v}:{port}/{proto}"),
+        None => format!("{v} {}", text(service)),
+    }
+}
+
+fn rows<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A duration for people: `850ms`, `42s`, `5m 12s`, `3h 02m`, `2d 04h`.
+pub fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `vipactl vipa` as a table.
+pub fn render_vipas(v: &Value) -> String {
+    let mut t = Table::new(&[
+        ("VIPA", Align::Left),
+        ("ROLE HERE", Align::Left),
+        ("SINCE", Align::Right),
+        ("OWNER", Align::Left),
+        ("EPOCH", Align::Right),
+        ("CONFIGURED OWNER", Align::Left),
+        ("RANK HERE", Align::Right),
+        ("DEACTIVATED", Align::Left),
+    ]);
+    for e in rows(v, "vipas") {
+        let epoch = match e["epoch"].as_str() {
+            Some("0.0") | None => "-".to_owned(),
+            Some(s) => s.to_owned(),
+        };
+        t.row(vec![
+            text(&e["vipa"]),
+            text(&e["role"]),
+            e["for_ms"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms))),
+            text(&e["owner"]),
+            epoch,
+            text(&e["configured_owner"]),
+            text(&e["rank"]),
+            text(&e["deactivated"]),
+        ]);
+    }
+    let mut s = format!("node {}\n", text(&v["node"]));
+    if t.is_empty() {
+        s.push_str("no VIPAs configured\n");
+    } else {
+        s.push_str(&t.render());
+        s.push_str("(epoch: term.rank of the owner's claim; rank: 0 configured owner, 1.. backups, - not a candidate)\n");
+    }
+    s
+}
+
+/// `vipactl dpt` as a table.
+pub fn render_dpt(v: &Value, detail: bool) -> String {
+    let mut cols = vec![
+        ("VIPA:PORT", Align::Left),
+        ("TARGET", Align::Left),
+        ("READY", Align::Left),
+        ("STATE", Align::Left),
+        ("WEIGHT", Align::Right),
+        ("CONNECTIONS", Align::Right),
+    ];
+    if detail {
+        cols.push(("CANDIDATE", Align::Left));
+        cols.push(("EPOCH", Align::Right));
+    }
+    let mut t = Table::new(&cols);
+    let (mut services, mut ready, mut total, mut conns) = (0, 0, 0, 0u64);
+    for row in rows(v, "dpt") {
+        services += 1;
+        let vp = vipa_port(&row["vipa"], &row["service"]);
+        for tg in rows(row, "targets") {
+            total += 1;
+            ready += usize::from(tg["ready"] == true);
+            conns += tg["connections"].as_u64().unwrap_or(0);
+            let mut cells = vec![
+                vp.clone(),
+                text(&tg["target"]),
+                text(&tg["ready"]),
+                text(&tg["state"]),
+                text(&tg["weight"]),
+                text(&tg["connections"]),
+            ];
+            if detail {
+                cells.push(text(&tg["candidate"]));
+                cells.push(text(&row["epoch"]));
+            }
+            t.row(cells);
+        }
+    }
+    let mut s = format!("node {}\n", text(&v["node"]));
+    if services == 0 {
+        s.push_str("this node owns no VIPA: its DPT is empty (see vipactl vipa)\n");
+        return s;
+    }
+    s.push_str(&t.render());
+    s.push_str(&format!(
+        "{services} VIPA:port(s), {ready} of {total} target entries ready, {} connections\n",
+        thousands(conns)
+    ));
+    s
+}
+
+/// The rows of `v` (the API's `/v1/crt`) that `a` selects, at most
+/// `a.limit` of them; returns the filtered JSON (with `matched` and `total`
+/// when filtered or limited) and how many are in it.
+pub fn filter_crt(v: &Value, a: &CrtArgs) -> (Value, usize) {
+    let all = rows(v, "crt");
+    let selects = |r: &&Value| {
+        let ip = |k: &str| r[k].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+        a.vipa.is_none_or(|x| ip("vipa") == Some(x))
+            && a.target.is_none_or(|x| ip("target") == Some(x))
+            && a.client.is_none_or(|f| {
+                r["client"]
+                    .as_str()
+                    .and_then(|s| s.parse::<SocketAddr>().ok())
+                    .is_some_and(|c| c.ip() == f.address && f.port.is_none_or(|p| p == c.port()))
+            })
+    };
+    let matched: Vec<&Value> = all.iter().filter(selects).collect();
+    let n = matched.len();
+    let shown: Vec<Value> = matched
+        .into_iter()
+        .take(a.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    let k = shown.len();
+    let mut out = json!({ "node": v["node"], "crt": shown });
+    if a.vipa.is_some() || a.client.is_some() || a.target.is_some() || a.limit.is_some() {
+        out["matched"] = json!(n);
+        out["total"] = json!(all.len());
+    }
+    (out, k)
+}
+
+/// `vipactl crt` as a table (from [`filter_crt`]'s JSON).
+pub fn render_crt(v: &Value, shown: usize) -> String {
+    let mut t = Table::new(&[
+        ("VIPA:PORT", Align::Left),
+        ("CLIENT", Align::Left),
+        ("TARGET", Align::Left),
+    ]);
+    for r in rows(v, "crt") {
+        t.row(vec![
+            vipa_port(&r["vipa"], &r["service"]),
+            text(&r["client"]),
+            text(&r["target"]),
+        ]);
+    }
+    let mut s = format!("node {}\n", text(&v["node"]));
+    if !t.is_empty() {
+        s.push_str(&t.render());
+    }
+    let total = v["total"].as_u64();
+    let matched = v["matched"].as_u64();
+    s.push_str(&match (matched, total) {
+        (Some(m), Some(tot)) if (m as usize) > shown => format!(
+            "showing {} of {} matching connections ({} in the CRT); raise --limit for more\n",
+            thousands(shown as u64),
+            thousands(m),
+            thousands(tot)
+        ),
+        (Some(m), Some(tot)) => format!(
+            "{} matching connections ({} in the CRT)\n",
+            thousands(m),
+            thousands(tot)
+        ),
+        _ => format!("{} connections\n", thousands(shown as u64)),
+    });
+    s
+}
+
+/// `vipactl stats` as tables: the daemon's counters, then the forwarder's
+/// per reason (rows) and worker (columns).
+pub fn render_stats(v: &Value) -> String {
+    let mut s = format!(
+        "node {}\n\ncontrol plane (vipa-control)\n",
+        text(&v["node"])
+    );
+    let mut t = Table::new(&[("COUNTER", Align::Left), ("VALUE", Align::Right)]);
+    if let Some(m) = v["control"].as_object() {
+        for (k, val) in m {
+            t.row(vec![k.clone(), text(val)]);
+        }
+    }
+    s.push_str(&t.render());
+    s.push_str("\nforwarder (from its back channel)\n");
+    let Some(workers) = v["forwarder"].as_array() else {
+        s.push_str("no counters: no forwarder is attached to this daemon's snapshot channel\n");
+        return s;
+    };
+    let mut names: Vec<&String> = workers
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    let heads: Vec<String> = (0..workers.len()).map(|w| format!("WORKER {w}")).collect();
+    let mut cols: Vec<(&str, Align)> = vec![("COUNTER", Align::Left)];
+    cols.extend(heads.iter().map(|h| (h.as_str(), Align::Right)));
+    cols.push(("TOTAL", Align::Right));
+    let mut t = Table::new(&cols);
+    for n in names {
+        let vals: Vec<u64> = workers
+            .iter()
+            .map(|w| w[n.as_str()].as_u64().unwrap_or(0))
+            .collect();
+        let mut cells = vec![n.clone()];
+        cells.extend(vals.iter().map(|x| thousands(*x)));
+        cells.push(thousands(vals.iter().sum()));
+        t.row(cells);
+    }
+    s.push_str(&t.render());
+    s
+}
+
+/// Lines saying how targets changed between two `/v1/dpt` answers.
+pub fn dpt_changes(before: &Value, after: &Value) -> Vec<String> {
+    let index = |v: &Value| {
+        let mut m = std::collections::BTreeMap::new();
+        for row in rows(v, "dpt") {
+            let vp = vipa_port(&row["vipa"], &row["service"]);
+            for t in rows(row, "targets") {
+                m.insert(
+                    (vp.clone(), text(&t["target"])),
+                    (text(&t["state"]), text(&t["ready"])),
+                );
+            }
+        }
+        m
+    };
+    let (b, a) = (index(before), index(after));
+    let mut out = Vec::new();
+    for (k, now) in &a {
+        match b.get(k) {
+            Some(was) if was != now => out.push(format!(
+                "{} {}: {} (ready {}) -> {} (ready {})",
+                k.0, k.1, was.0, was.1, now.0, now.1
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+use super::*;
+
+fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("vipactl").chain(args.iter().copied()))
+}
+
+#[test]
+fn parses_the_read_commands() {
+    let c = cli(&["--control", "http://fwd-b:9470", "vipa", "--json"]).unwrap();
+    assert_eq!(c.control, "http://fwd-b:9470");
+    assert_eq!(c.command, Command::Vipa { json: true });
+    let c = cli(&["dpt", "--detail"]).unwrap();
+    assert_eq!(
+        c.command,
+        Command::Dpt {
+            detail: true,
+            json: false
+        }
+    );
+    // Global options after the subcommand too.
+    let c = cli(&["stats", "--control", "10.0.0.1:1"]).unwrap();
+    assert_eq!(c.control, "10.0.0.1:1");
+    let c = cli(&[
+        "crt",
+        "--vipa",
+        "192.0.2.10",
+        "--client",
+        "198.51.100.7:40000",
+        "--target",
+        "10.20.0.11",
+        "--limit",
+        "5",
+    ])
+    .unwrap();
+    let Command::Crt(a) = c.command else { panic!() };
+    assert_eq!(a.vipa, Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(
+        a.client,
+        Some(ClientFilter {
+            address: "198.51.100.7".parse().unwrap(),
+            port: Some(40000)
+        })
+    );
+    assert_eq!(a.limit, Some(5));
+    let Command::Crt(a) = cli(&["crt", "--client", "2001:db8::7"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(a.client.unwrap().port, None);
+    let Command::Crt(a) = cli(&["crt", "--client", "[2001:db8::7]:9"])
+        .unwrap()
+        .command
+    else {
+        panic!()
+    };
+    assert_eq!(a.client.unwrap().port, Some(9));
+}
+
+#[test]
+fn parses_the_write_commands_into_the_api_bodies() {
+    let c = cli(&["quiesce", "target", "10.20.0.11", "--vipa", "192.0.2.10"]).unwrap();
+    let Command::Quiesce { what } = c.command else {
+        panic!()
+    };
+    let (path, body, dry) = quiesce_request(&what, true);
+    assert_eq!(path, "/v1/quiesce");
+    assert_eq!(body, json!({"vipa": "192.0.2.10", "target": "10.20.0.11"}));
+    assert!(!dry);
+    let c = cli(&["resume", "port", "192.0.2.10:443", "--dry-run"]).unwrap();
+    let Command::Resume { what } = c.command else {
+        panic!()
+    };
+    let (path, body, dry) = quiesce_request(&what, false);
+    assert_eq!(path, "/v1/resume");
+    assert_eq!(body, json!({"vipa": "192.0.2.10", "service": "tcp/443"}));
+    assert!(dry);
+    let c = cli(&["quiesce", "port", "[2001:db8::10]:53", "--protocol", "udp"]).unwrap();
+    let Command::Quiesce { what } = c.command else {
+        panic!()
+    };
+    assert_eq!(
+        quiesce_request(&what, true).1,
+        json!({"vipa": "2001:db8::10", "service": "udp/53"})
+    );
+    let c = cli(&["deactivate", "192.0.2.10", "--dry-run"]).unwrap();
+    assert_eq!(
+        c.command,
+        Command::Deactivate(VipaArg {
+            vipa: "192.0.2.10".parse().unwrap(),
+            dry_run: true
+        })
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    for args in [
+        &["quiesce", "target", "10.20.0.11"][..], // no --vipa
+        &["quiesce", "port", "192.0.2.10"],       // no port
+        &["crt", "--client", "nonsense"],
+        &["crt", "--limit", "-1"],
+        &["deactivate", "not-an-address"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let e = cli(args).unwrap_err();
+        assert!(e.use_stderr(), "{args:?}: {e}");
+    }
+    fn argv<'a>(a: &[&'a str]) -> Vec<&'a str> {
+        std::iter::once("vipactl")
+            .chain(a.iter().copied())
+            .collect()
+    }
+    assert_eq!(parse(argv(&["vipa", "--bogus"])).unwrap_err(), EXIT_USAGE);
+    assert_eq!(parse(argv(&["--help"])).unwrap_err(), EXIT_OK);
+}
+
+#[test]
+fn help_documents_exit_codes_and_examples() {
+    use clap::CommandFactory;
+    let help = Cli::command().render_long_help().to_string();
+    for s in [
+        "Exit codes:",
+        "64  usage",
+        "2   the daemon is unreachable",
+        "VIPA_CONTROL",
+        "vipactl quiesce target",
+    ] {
+        assert!(help.contains(s), "{s}: {help}");
+    }
+}
+
+fn dpt_json() -> Value {
+    json!({"node": "fwd-a", "dpt": [{
+    "vipa": "192.0.2.10", "service": "tcp/80", "epoch": "2.0",
+    "targets": [
+        {"target": "10.20.0.11", "ready": true, "weight": 1, "candidate": true, "state": "ready", "connections": 1234},
+        {"target": "10.20.0.12", "ready": false, "weight": 20, "candidate": true, "state": "quiesced", "connections": 0},
+    ]}]})
+}
+
+#[test]
+fn renders_the_dpt() {
+    assert_eq!(
+        render_dpt(&dpt_json(), false),
+        "node fwd-a\n\
+         VIPA:PORT          TARGET      READY  STATE     WEIGHT  CONNECTIONS\n\
+         192.0.2.10:80/tcp  10.20.0.11  yes    ready          1        1,234\n\
+         192.0.2.10:80/tcp  10.20.0.12  no     quiesced      20            0\n\
+         1 VIPA:port(s), 1 of 2 target entries ready, 1,234 connections\n"
+    );
+    let d = render_dpt(&dpt_json(), true);
+    assert!(d.contains("CANDIDATE  EPOCH"), "{d}");
+    assert!(d.contains("yes          2.0"), "{d}");
+    assert!(render_dpt(&json!({"node": "n", "dpt": []}), false).contains("owns no VIPA"));
+}
+
+#[test]
+fn renders_the_vipas() {
+    let v = json!({"node": "fwd-b", "vipas": [
+        {"vipa": "192.0.2.10", "role": "idle", "for_ms": 312_000, "epoch": "3.1", "term": 3, "owner": "fwd-a",
+         "deactivated": false, "configured_owner": "fwd-a", "backups": ["fwd-b"], "rank": 1},
+        {"vipa": "2001:db8::10", "role": "idle", "epoch": "0.0", "term": 0, "owner": null,
+         "deactivated": true, "configured_owner": "fwd-a", "backups": [], "rank": null}]});
+    let s = render_vipas(&v);
+    assert!(
+        s.starts_with(
+            "node fwd-b\n\
+         VIPA          ROLE HERE       SINCE  OWNER  EPOCH  CONFIGURED OWNER  RANK HERE  DEACTIVATED\n\
+         192.0.2.10    idle       5m 12s ago  fwd-a    3.1  fwd-a                     1  no\n\
+         2001:db8::10  idle                -  -          -  fwd-a                     -  yes\n"
+        ),
+        "{s}"
+    );
+}
+
+fn crt_json() -> Value {
+    json!({"node": "fwd-a", "crt": [
+        {"vipa": "192.0.2.10", "service": "tcp/80", "client": "198.51.100.7:40000", "target": "10.20.0.11"},
+        {"vipa": "192.0.2.10", "service": "tcp/80", "client": "198.51.100.7:40001", "target": "10.20.0.12"},
+        {"vipa": "192.0.2.20", "service": "tcp/443", "client": "198.51.100.8:5", "target": "10.20.0.11"},
+    ]})
+}
+
+fn crt_args(f: impl FnOnce(&mut CrtArgs)) -> CrtArgs {
+    let mut a = CrtArgs {
+        vipa: None,
+        client: None,
+        target: None,
+        limit: None,
+        json: false,
+    };
+    f(&mut a);
+    a
+}
+
+#[test]
+fn filters_and_limits_the_crt() {
+    let (v, n) = filter_crt(&crt_json(), &crt_args(|_| {}));
+    assert_eq!((n, v.get("matched")), (3, None));
+    assert!(render_crt(&v, n).ends_with("\n3 connections\n"));
+
+    let (v, n) = filter_crt(
+        &crt_json(),
+        &crt_args(|a| a.target = Some("10.20.0.11".parse().unwrap())),
+    );
+    assert_eq!((n, &v["matched"], &v["total"]), (2, &json!(2), &json!(3)));
+
+    let client = parse_client("198.51.100.7").unwrap();
+    let (v, n) = filter_crt(
+        &crt_json(),
+        &crt_args(|a| {
+            a.client = Some(client);
+            a.limit = Some(1);
+        }),
+    );
+    assert_eq!((n, &v["matched"]), (1, &json!(2)));
+    assert_eq!(
+        render_crt(&v, n),
+        "node fwd-a\n\
+         VIPA:PORT          CLIENT              TARGET\n\
+         192.0.2.10:80/tcp  198.51.100.7:40000  10.20.0.11\n\
+         showing 1 of 2 matching connections (3 in the CRT); raise --limit for more\n"
+    );
+    let client = parse_client("198.51.100.7:40001").unwrap();
+    let (_, n) = filter_crt(&crt_json(), &crt_args(|a| a.client = Some(client)));
+    assert_eq!(n, 1);
+    let (_, n) = filter_crt(
+        &crt_json(),
+        &crt_args(|a| a.vipa = Some("192.0.2.20".parse().unwrap())),
+    );
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn renders_the_counters_per_worker_and_reason() {
+    let v = json!({"node": "fwd-a", "control": {"frames_sent": 12, "new_flows": 1_000_000},
+        "forwarder": [{"rx_packets": 10, "drop_no_vipa": 1}, {"rx_packets": 5}]});
+    let s = render_stats(&v);
+    assert!(s.contains("new_flows    1,000,000\n"), "{s}");
+    assert!(
+        s.contains(
+            "COUNTER       WORKER 0  WORKER 1  TOTAL\n\
+         drop_no_vipa         1         0      1\n\
+         rx_packets          10         5     15\n"
+        ),
+        "{s}"
+    );
+    let s = render_stats(&json!({"node": "n", "control": {}, "forwarder": null}));
+    assert!(s.contains("no forwarder is attached"), "{s}");
+}
+
+#[test]
+fn dpt_changes_name_the_target() {
+    let before = dpt_json();
+    let mut after = dpt_json();
+    after["dpt"][0]["targets"][0]["state"] = json!("quiesced");
+    after["dpt"][0]["targets"][0]["ready"] = json!(false);
+    assert_eq!(
+        dpt_changes(&before, &after),
+        vec!["192.0.2.10:80/tcp 10.20.0.11: ready (ready yes) -> quiesced (ready no)"]
+    );
+    assert!(dpt_changes(&before, &before).is_empty());
+}
+
+#[test]
+fn ages_for_people() {
+    assert_eq!(age(850), "850ms");
+    assert_eq!(age(42_000), "42s");
+    assert_eq!(age(312_000), "5m 12s");
+    assert_eq!(age(3 * 3_600_000 + 120_000), "3h 02m");
+    assert_eq!(age(2 * 86_400_000 + 4 * 3_600_000), "2d 04h");
+}

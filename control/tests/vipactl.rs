@@ -1,0 +1,319 @@
+//! `vipactl` against a real `vipa-control` process (one routing node) and
+//! two agents (in this process, with fixed listeners instead of sock_diag)
+//! on loopback addresses of their own: the read commands' `--json` parse,
+//! `quiesce` and `resume` change what `dpt --json` reports, `--dry-run`
+//! sends nothing, and an unreachable daemon is exit code 2.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vipa_control::agent::discovery::{Inventory, Listener};
+use vipa_control::daemon::agent::{self, AgentOptions, Source};
+use vipa_proto::config::{Config, L4Protocol};
+
+/// A second octet of 127/8 of this test's own (daemon.rs and agent_run.rs
+/// use 20..=219).
+fn net() -> u8 {
+    225 + (std::process::id() % 30) as u8
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, net(), 2, last))
+}
+
+const VIPA: &str = "192.0.2.10";
+
+fn config() -> String {
+    let n = net();
+    format!(
+        r#"
+[node]
+name = "fwd-a"
+tunnel_source_v4 = "10.10.0.1"
+
+[[port]]
+name = "p0"
+mac = "02:00:00:00:00:01"
+backend = "afpacket"
+device = "eth0"
+next_hop_mac = "02:00:00:00:00:02"
+
+[cluster]
+port = 7400
+probe_interval_ms = 100
+probe_timeout_ms = 40
+suspect_timeout_ms = 200
+refresh_interval_ms = 200
+
+  [[cluster.node]]
+  name = "fwd-a"
+  address = "127.{n}.2.1:7401"
+
+[[vipa]]
+address = "{VIPA}"
+services = ["tcp/80"]
+owner = "fwd-a"
+table_size = 251
+target = [{{ address = "127.{n}.2.11" }}, {{ address = "127.{n}.2.12" }}]
+"#
+    )
+}
+
+struct Daemon {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn api() -> String {
+    format!("http://{}", SocketAddr::new(ip(1), 9470))
+}
+
+/// Runs vipactl against the test's daemon.
+async fn vipactl(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vipactl"));
+    cmd.env("VIPA_CONTROL", api()).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn json(args: &[&str]) -> Value {
+    let o = vipactl(args).await;
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// The states of the DPT's targets of tcp/80, by address.
+async fn states() -> Vec<(String, String, bool)> {
+    let d = json(&["dpt", "--json"]).await;
+    d["dpt"]
+        .as_array()
+        .and_then(|rows| rows.first())
+        .and_then(|r| r["targets"].as_array())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["target"].as_str().unwrap_or_default().to_owned(),
+                        t["state"].as_str().unwrap_or_default().to_owned(),
+                        t["ready"] == true,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn until<F, Fut, T>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vipactl_reads_and_quiesces_through_the_api() {
+    let cfg = Config::from_str_with_path(&config(), std::path::Path::new("t.toml")).unwrap();
+    for last in [11, 12] {
+        let mut inv = Inventory::default();
+        inv.listeners.insert(Listener {
+            protocol: L4Protocol::Tcp,
+            service: SocketAddr::new(VIPA.parse().unwrap(), 80),
+        });
+        let opts = AgentOptions {
+            config: cfg.clone(),
+            address: ip(last),
+            listen: None,
+            decap: None,
+        };
+        tokio::spawn(async move {
+            agent::run(opts, Source::Fixed(inv), std::future::pending())
+                .await
+                .unwrap();
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("vipactl-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fwd-a.toml");
+    std::fs::write(&path, config()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vipa-control"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--api")
+        .arg(SocketAddr::new(ip(1), 9470).to_string())
+        .arg("--snapshot")
+        .arg(dir.join("snap"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon { child, dir };
+
+    // vipa --json: the API's JSON; the node becomes the owner.
+    until("fwd-a owns the VIPA", Duration::from_secs(15), || async {
+        let o = vipactl(&["vipa", "--json"]).await;
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        (v["vipas"][0]["role"] == "owner").then_some(())
+    })
+    .await;
+    let v = json(&["vipa", "--json"]).await;
+    assert_eq!(v["node"], "fwd-a");
+    assert_eq!(v["vipas"][0]["vipa"], VIPA);
+    assert!(v["vipas"][0]["for_ms"].is_u64(), "{v}");
+    let table = vipactl(&["vipa"]).await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("ROLE HERE") && table.contains("owner"),
+        "{table}"
+    );
+
+    // dpt --json: both targets ready.
+    until(
+        "both targets are ready",
+        Duration::from_secs(10),
+        || async {
+            let s = states().await;
+            (s.len() == 2 && s.iter().all(|t| t.2)).then_some(())
+        },
+    )
+    .await;
+    let d = json(&["dpt", "--json"]).await;
+    assert_eq!(d["dpt"][0]["service"], "tcp/80");
+
+    // crt --json and stats --json parse.
+    let c = json(&["crt", "--json"]).await;
+    assert!(c["crt"].is_array(), "{c}");
+    let c = json(&["crt", "--json", "--limit", "1"]).await;
+    assert!(c["matched"].is_u64(), "{c}");
+    let s = json(&["stats", "--json"]).await;
+    assert!(s["control"]["snapshot_generation"].is_u64(), "{s}");
+
+    // --dry-run sends nothing.
+    let t11 = ip(11).to_string();
+    let o = vipactl(&["quiesce", "target", &t11, "--vipa", VIPA, "--dry-run"]).await;
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"target\": \"127."));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(states().await.iter().all(|t| t.2));
+
+    // quiesce: the target is no longer ready; the output says what changed.
+    let o = vipactl(&["quiesce", "target", &t11, "--vipa", VIPA]).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("quiesced"), "{out}");
+    until("the target is quiesced", Duration::from_secs(5), || async {
+        let s = states().await;
+        s.iter()
+            .any(|t| t.0 == t11 && t.1 == "quiesced" && !t.2)
+            .then_some(())
+    })
+    .await;
+    // The other one stays ready.
+    assert!(states().await.iter().any(|t| t.0 != t11 && t.2));
+
+    // resume target: ready again.
+    let o = vipactl(&["resume", "target", &t11, "--vipa", VIPA]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let all_ready = || async {
+        let s = states().await;
+        (s.len() == 2 && s.iter().all(|t| t.2)).then_some(())
+    };
+    until(
+        "the target is ready again",
+        Duration::from_secs(5),
+        all_ready,
+    )
+    .await;
+
+    // quiesce port / resume port: every target of VIPA:80.
+    let port = format!("{VIPA}:80");
+    let o = vipactl(&["quiesce", "port", &port]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    until(
+        "every target is quiesced",
+        Duration::from_secs(5),
+        || async {
+            let s = states().await;
+            (s.len() == 2 && s.iter().all(|t| t.1 == "quiesced")).then_some(())
+        },
+    )
+    .await;
+    let o = vipactl(&["resume", "port", &port]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    until(
+        "every target is ready again",
+        Duration::from_secs(5),
+        all_ready,
+    )
+    .await;
+
+    // A refused request is exit code 1, with the daemon's reason.
+    let o = vipactl(&["quiesce", "port", &format!("{VIPA}:81")]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a service"));
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_code_2_naming_the_address() {
+    // A port on loopback nothing listens on: bind, note, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = Command::new(env!("CARGO_BIN_EXE_vipactl"))
+        .args(["--control", &url, "vipa"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&url), "{err}");
+    assert!(
+        err.contains("cluster.api") && err.contains("VIPA_CONTROL"),
+        "{err}"
+    );
+
+    // Write commands with --dry-run need no daemon.
+    let o = Command::new(env!("CARGO_BIN_EXE_vipactl"))
+        .args(["--control", &url, "deactivate", "192.0.2.10", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("POST") && out.contains("/v1/deactivate"),
+        "{out}"
+    );
+
+    // Usage errors are 64.
+    let o = Command::new(env!("CARGO_BIN_EXE_vipactl"))
+        .args(["crt", "--client", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+}
