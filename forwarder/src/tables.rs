@@ -17,7 +17,7 @@ use vipa_proto::flowkey::FlowKey;
 use vipa_proto::maglev::MaglevTable;
 use vipa_proto::snapshot::{
     section, BuildError, Builder, Crt, CrtEntry, Description, Snapshot, SnapshotError, TargetState,
-    ANY_PORT,
+    ANY_PORT, NO_MAGLEV_TABLE,
 };
 use zerocopy::FromBytes;
 
@@ -36,6 +36,9 @@ pub struct Service {
     pub protocol: u8,
     /// Destination port.
     pub port: u16,
+    /// The index in [`Vipa::maglev`] of the table new connections to this
+    /// service use; `None` when no target takes them.
+    pub maglev: Option<u8>,
 }
 
 /// A VIPA as the data plane sees it.
@@ -45,8 +48,12 @@ pub struct Vipa {
     pub address: IpAddr,
     /// Its services.
     pub services: Vec<Service>,
-    /// Maglev slot → index into [`Tables::targets`]; `None` when no target has weight.
-    pub maglev: Option<MaglevTable>,
+    /// Its Maglev tables (slot → index into [`Tables::targets`]); each
+    /// service names the one its new connections use.
+    pub maglev: Vec<MaglevTable>,
+    /// Every service uses the same table (or none): the usual case, in
+    /// which a new flow needs no service lookup.
+    one_table: bool,
     /// Ownership epoch (0 from a configuration).
     pub epoch: u64,
 }
@@ -60,10 +67,44 @@ impl Vipa {
             .any(|s| s.port == port && s.protocol == protocol)
     }
 
-    /// The target for a flow hash, from the Maglev table.
+    /// A VIPA with these services and Maglev tables.
+    pub fn new(
+        address: IpAddr,
+        services: Vec<Service>,
+        maglev: Vec<MaglevTable>,
+        epoch: u64,
+    ) -> Self {
+        let one_table = services.windows(2).all(|w| w[0].maglev == w[1].maglev);
+        Vipa {
+            address,
+            services,
+            maglev,
+            one_table,
+            epoch,
+        }
+    }
+
+    /// True when every service uses the same Maglev table (or none), so
+    /// that [`Self::maglev_target`] does not look at the service.
     #[inline]
-    pub fn maglev_target(&self, hash: u64) -> Option<u32> {
-        self.maglev.as_ref().map(|m| m.lookup(hash))
+    pub fn one_table(&self) -> bool {
+        self.one_table
+    }
+
+    /// The target for a new flow to `protocol`/`port` with this hash, from
+    /// the service's Maglev table; `None` when no target takes new
+    /// connections for that service (or it is not a service).
+    #[inline]
+    pub fn maglev_target(&self, protocol: u8, port: u16, hash: u64) -> Option<u32> {
+        let service = if self.one_table {
+            self.services.first()
+        } else {
+            self.services
+                .iter()
+                .find(|s| s.port == port && s.protocol == protocol)
+        }?;
+        let table = self.maglev.get(usize::from(service.maglev?))?;
+        Some(table.lookup(hash))
     }
 }
 
@@ -289,20 +330,19 @@ impl Tables {
                 IpAddr::V4(a) => v4.push((a.octets(), index)),
                 IpAddr::V6(a) => v6.push((a.octets(), index)),
             }
-            let entries = snap.maglev(v);
-            vipas.push(Vipa {
-                address,
-                services: snap
-                    .services(v)
-                    .iter()
-                    .map(|s| Service {
-                        protocol: s.protocol,
-                        port: s.port,
-                    })
-                    .collect(),
-                maglev: (entries.len() >= 2).then(|| MaglevTable::from_entries(entries.to_vec())),
-                epoch: v.epoch,
-            });
+            let maglev = (0..v.maglev_tables)
+                .map(|k| MaglevTable::from_entries(snap.maglev_table(v, k as u8).to_vec()))
+                .collect();
+            let services = snap
+                .services(v)
+                .iter()
+                .map(|s| Service {
+                    protocol: s.protocol,
+                    port: s.port,
+                    maglev: (s.maglev_table != NO_MAGLEV_TABLE).then_some(s.maglev_table),
+                })
+                .collect();
+            vipas.push(Vipa::new(address, services, maglev, v.epoch));
         }
         let ports: Vec<PortInfo> = config
             .ports

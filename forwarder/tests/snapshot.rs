@@ -77,7 +77,7 @@ fn description(round: u64, crt: &[CrtDesc]) -> Description {
         .map(|(k, weight)| MaglevTarget { key: k, weight })
         .collect();
     // The configuration puts 10.20.0.11..13 in target slots 0..3.
-    d.vipas[0].maglev = maglev::build(&mt, 65537).unwrap().entries().to_vec();
+    d.vipas[0].maglev = vec![maglev::build(&mt, 65537).unwrap().entries().to_vec()];
     d.crt = crt.to_vec();
     d
 }
@@ -372,7 +372,7 @@ fn bad_snapshots_are_refused_and_the_old_one_stays() {
     assert_eq!(forward_one(&mut w), V4_TARGETS[probe.target as usize]);
 
     let mut bad_version = good.clone();
-    bad_version[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    bad_version[8..12].copy_from_slice(&1u32.to_ne_bytes()); // the old layout
     let mut bad_magic = good.clone();
     bad_magic[..8].copy_from_slice(b"NOTASNAP");
     let mut corrupted = good.clone();
@@ -455,7 +455,7 @@ fn target_states_and_slot_reassignment() {
     let mut d = Description::from_config(&config(), 0).unwrap();
     d.targets[0].state = TargetState::Down;
     d.targets[1].state = TargetState::Quiesced;
-    d.vipas[0].maglev = vec![2; 13];
+    d.vipas[0].maglev = vec![vec![2; 13]];
     writer.publish(&d).unwrap();
     assert!(matches!(loader.poll(), Poll::Loaded(1)));
     let after: Vec<Ipv4Addr> = (0..60).map(|p| send(&mut w, 30_000 + p)).collect();
@@ -479,4 +479,57 @@ fn target_states_and_slot_reassignment() {
     assert!(matches!(loader.poll(), Poll::Loaded(2)));
     w.poll(100);
     assert_eq!(w.counters().get(Counter::FlowTableResets), 1);
+}
+
+#[test]
+fn new_connections_follow_each_services_own_maglev_table() {
+    // Seed 001: a target takes new connections for a service only while an
+    // application listens on it. Targets 0 and 1 listen on 80 only, target
+    // 2 on 80 and 443; nobody on 53.
+    let ch = Channel::new("per-service");
+    let mut writer = Writer::open(&ch.0).unwrap();
+    let slot = initial_slot(1);
+    let mut loader = Loader::new(Arc::new(config()), &ch.0, Arc::clone(&slot), None);
+    let mut w = worker(&slot, 0);
+    let mut d = Description::from_config(&config(), 0).unwrap();
+    let all = d.vipas[0].maglev[0].clone();
+    let len = all.len();
+    d.vipas[0].maglev = vec![all, vec![2; len]];
+    for s in &mut d.vipas[0].services {
+        s.maglev = match s.port {
+            80 => Some(0),
+            443 => Some(1),
+            _ => None,
+        };
+    }
+    writer.publish(&d).unwrap();
+    assert!(matches!(loader.poll(), Poll::Loaded(1)));
+
+    let b = builder();
+    let client = IpAddr::from(Ipv4Addr::new(198, 51, 100, 9));
+    let slot_of = |a: Ipv4Addr| V4_TARGETS.iter().position(|t| *t == a).unwrap();
+    let mut on_80 = std::collections::HashSet::new();
+    for p in 0..60u16 {
+        let out = common::send(
+            &mut w,
+            0,
+            &b.tcp(client, VIPA4.into(), 20_000 + p, 80, flags::SYN, b""),
+        );
+        on_80.insert(slot_of(decode(&out.tx[0]).0));
+        let out = common::send(
+            &mut w,
+            0,
+            &b.tcp(client, VIPA4.into(), 20_000 + p, 443, flags::SYN, b""),
+        );
+        assert_eq!(
+            slot_of(decode(&out.tx[0]).0),
+            2,
+            "443: only the target listening on it"
+        );
+    }
+    assert_eq!(on_80.len(), 3, "80: every target");
+    let dropped = w.counters().get(Counter::DropNoTarget);
+    let out = common::send(&mut w, 0, &b.udp(client, VIPA4.into(), 5353, 53, b"q"));
+    assert!(out.tx.is_empty(), "53: no target takes it");
+    assert_eq!(w.counters().get(Counter::DropNoTarget), dropped + 1);
 }

@@ -17,11 +17,19 @@ fn valid() -> SnapshotBuf {
             address: "192.0.2.10".parse().unwrap(),
             epoch: 1,
             owned: true,
-            services: vec![ServiceDesc {
-                protocol: 6,
-                port: 80,
-            }],
-            maglev: vec![0, 1, 0, 1, 0],
+            services: vec![
+                ServiceDesc {
+                    protocol: 6,
+                    port: 80,
+                    maglev: Some(0),
+                },
+                ServiceDesc {
+                    protocol: 6,
+                    port: 443,
+                    maglev: Some(1),
+                },
+            ],
+            maglev: vec![vec![0, 1, 0, 1, 0], vec![1, 1, 1, 1, 1]],
         }],
         targets: vec![
             TargetDesc {
@@ -49,7 +57,9 @@ fn exercise(bytes: &[u8]) {
         for v in s.vipas() {
             let _ = s.vipa_address(v);
             let _ = s.services(v).len();
-            let _ = s.maglev(v).len();
+            for sv in s.services(v) {
+                let _ = s.service_maglev(v, sv).len();
+            }
         }
         for t in s.targets() {
             let _ = (s.target_address(t), s.target_state(t));

@@ -9,15 +9,15 @@
 //!   configuration and then switched to the daemon's snapshots keeps its
 //!   flows. A slot never changes address while the daemon runs (the
 //!   format's rule, see `vipa_proto::snapshot`).
-//! - **One state per target.** The snapshot format has one state per
-//!   target slot and one Maglev table per VIPA, while the cluster protocol
-//!   knows a state per target *and service*. A slot gets the most useful
-//!   state it has anywhere (ready, then quiesced, then restarting, then
-//!   down): it keeps the flows it has wherever it keeps any. A VIPA's
-//!   Maglev table holds the targets that take new connections for at least
-//!   one of its services. A target that listens on port 80 but not on 443
-//!   can therefore be given a new connection to 443 (documented limit; the
-//!   connection is refused by the target and the client retries).
+//! - **New connections per service, flows per target.** The cluster
+//!   protocol knows a state per target *and service*. Each service of a
+//!   VIPA gets a Maglev table over the targets that take its new
+//!   connections (services with the same set share one), so a target that
+//!   listens on port 80 but not on 443 gets new connections to 80 only
+//!   (seed 001). The snapshot has one state per target slot, which decides
+//!   whether the flows the forwarder remembers for it are kept: a slot gets
+//!   the most useful state it has anywhere (ready, then quiesced, then
+//!   restarting, then down), so it keeps its flows wherever it keeps any.
 //! - Only the VIPAs this node owns are described (`owned = true`); a VIPA
 //!   it does not own is not routed (the forwarder's `not_vipa` rule).
 
@@ -118,9 +118,17 @@ pub fn description(
     let mut vipas = Vec::with_capacity(snap.vipas.len());
     let mut crt = Vec::new();
     for v in &snap.vipas {
-        // (slot, key, weight) of the targets that take new connections.
-        let mut takes_new: Vec<(u32, String, u32)> = Vec::new();
+        let table_size = config
+            .vipas
+            .iter()
+            .find(|c| c.address == v.address)
+            .map_or(DEFAULT_TABLE_SIZE, |c| c.table_size);
+        // Per service: the (slot, weight) of the targets that take its new
+        // connections, by slot; services with the same set share a table.
+        let mut sets: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut table_of: Vec<(Service, usize)> = Vec::new();
         for st in &v.services {
+            let mut takes_new: Vec<(u32, u32)> = Vec::new();
             for t in &st.targets {
                 let Some(slot) = slots.slot(t.address) else {
                     continue;
@@ -130,36 +138,51 @@ pub fn description(
                 if rank(state) > rank(*cur) {
                     *cur = state;
                 }
-                if t.takes_new() && !takes_new.iter().any(|(s, _, _)| *s == slot) {
-                    takes_new.push((slot, t.address.to_string(), t.weight));
+                if t.takes_new() && !takes_new.iter().any(|(s, _)| *s == slot) {
+                    takes_new.push((slot, t.weight));
                 }
             }
-        }
-        let table_size = config
-            .vipas
-            .iter()
-            .find(|c| c.address == v.address)
-            .map_or(DEFAULT_TABLE_SIZE, |c| c.table_size);
-        let maglev = if takes_new.is_empty() {
-            Vec::new()
-        } else {
-            let mt: Vec<MaglevTarget<'_>> = takes_new
+            if takes_new.is_empty() {
+                continue;
+            }
+            takes_new.sort_unstable();
+            let index = sets
                 .iter()
-                .map(|(_, key, weight)| MaglevTarget {
-                    key,
-                    weight: *weight,
-                })
+                .position(|s| *s == takes_new)
+                .unwrap_or_else(|| {
+                    sets.push(takes_new);
+                    sets.len() - 1
+                });
+            table_of.push((st.service, index));
+        }
+        if sets.len() > usize::from(u8::MAX) {
+            return Err(BuildError::BadMaglevSize {
+                vipa: v.address,
+                len: table_size as usize,
+            });
+        }
+        let mut maglev = Vec::with_capacity(sets.len());
+        for set in &sets {
+            let keys: Vec<String> = set
+                .iter()
+                .map(|&(slot, _)| slots.addresses[slot as usize].to_string())
                 .collect();
-            maglev::build(&mt, table_size as usize)
+            let mt: Vec<MaglevTarget<'_>> = set
+                .iter()
+                .zip(&keys)
+                .map(|(&(_, weight), key)| MaglevTarget { key, weight })
+                .collect();
+            let table: Vec<u32> = maglev::build(&mt, table_size as usize)
                 .map_err(|source| BuildError::Maglev {
                     vipa: v.address,
                     source,
                 })?
                 .entries()
                 .iter()
-                .map(|&local| takes_new[local as usize].0)
-                .collect()
-        };
+                .map(|&local| set[local as usize].0)
+                .collect();
+            maglev.push(table);
+        }
         let services = match config.vipas.iter().find(|c| c.address == v.address) {
             Some(c) => c.services.clone(),
             None => v.services.iter().map(|s| s.service).collect(),
@@ -173,6 +196,10 @@ pub fn description(
                 .map(|s| ServiceDesc {
                     protocol: s.protocol.number(),
                     port: s.port,
+                    maglev: table_of
+                        .iter()
+                        .find(|(service, _)| service == s)
+                        .map(|&(_, index)| index as u8),
                 })
                 .collect(),
             maglev,
@@ -342,9 +369,14 @@ target = [{ address = "10.20.0.13" }, { address = "10.20.0.11" }]
         assert_eq!(v.epoch, Epoch::new(3, 1).0);
         assert!(v.owned);
         assert_eq!(v.services.len(), 2);
-        assert_eq!(v.maglev.len(), 251);
-        // Only the ready target gets new connections.
-        assert!(v.maglev.iter().all(|&s| s == 1));
+        // Only the ready target gets new connections, and only for the
+        // service it is ready for: 443 has no table.
+        assert_eq!(v.maglev.len(), 1);
+        assert_eq!(v.maglev[0].len(), 251);
+        assert!(v.maglev[0].iter().all(|&s| s == 1));
+        let port_of = |p: u16| v.services.iter().find(|s| s.port == p).unwrap().maglev;
+        assert_eq!(port_of(80), Some(0));
+        assert_eq!(port_of(443), None);
         // Best state per slot; the unowned VIPA's target is down.
         assert_eq!(d.targets[0].state, SlotState::Quiesced);
         assert_eq!(d.targets[1].state, SlotState::Ready);
@@ -375,7 +407,67 @@ target = [{ address = "10.20.0.13" }, { address = "10.20.0.11" }]
         };
         let d = description(&c, &Slots::from_config(&c), &snap).unwrap();
         assert!(d.vipas[0].maglev.is_empty());
+        assert!(d.vipas[0].services.iter().all(|s| s.maglev.is_none()));
         Builder::new(&d).unwrap();
+    }
+
+    #[test]
+    fn services_with_different_ready_targets_get_their_own_tables() {
+        let c = config();
+        let slots = Slots::from_config(&c);
+        let service = |port| Service {
+            protocol: L4Protocol::Tcp,
+            port,
+        };
+        // 10.20.0.11 listens on 80 only; 10.20.0.12 on both.
+        let snap = Snapshot {
+            vipas: vec![OwnedVipa {
+                address: ip("192.0.2.10"),
+                epoch: Epoch::new(1, 0),
+                services: vec![
+                    ServiceTargets {
+                        service: service(80),
+                        targets: vec![
+                            entry("10.20.0.11", 1, TargetState::Ready),
+                            entry("10.20.0.12", 1, TargetState::Ready),
+                        ],
+                    },
+                    ServiceTargets {
+                        service: service(443),
+                        targets: vec![
+                            entry("10.20.0.11", 1, TargetState::Restarting),
+                            entry("10.20.0.12", 1, TargetState::Ready),
+                        ],
+                    },
+                ],
+                crt: vec![],
+            }],
+        };
+        let d = description(&c, &slots, &snap).unwrap();
+        let v = &d.vipas[0];
+        assert_eq!(v.maglev.len(), 2);
+        let table = |p: u16| {
+            let k = v
+                .services
+                .iter()
+                .find(|s| s.port == p)
+                .unwrap()
+                .maglev
+                .unwrap();
+            &v.maglev[usize::from(k)]
+        };
+        assert!(table(80).contains(&0) && table(80).contains(&1));
+        assert!(table(443).iter().all(|&s| s == 1), "443 only to 10.20.0.12");
+        // Both ready somewhere: the slots keep their flows.
+        assert_eq!(d.targets[0].state, SlotState::Ready);
+        Builder::new(&d).unwrap();
+
+        // The same ready set for both services: one shared table.
+        let mut same = snap.clone();
+        same.vipas[0].services[1].targets[0].state = TargetState::Ready;
+        let d = description(&c, &slots, &same).unwrap();
+        assert_eq!(d.vipas[0].maglev.len(), 1);
+        assert!(d.vipas[0].services.iter().all(|s| s.maglev == Some(0)));
     }
 
     #[test]

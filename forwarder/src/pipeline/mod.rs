@@ -482,7 +482,13 @@ impl Pipeline {
     /// again, only when the CRT or the new-flow events need it).
     #[inline(never)]
     fn lookup_new(&mut self, m: &FlowMeta, data: &[u8], now: u32) -> Option<u32> {
-        let want_key = self.tables.has_crt() || (!m.icmp_error && self.flow_events.is_some());
+        let vipa = &self.tables.vipas[m.vipa as usize];
+        // The key is read again only when something needs it: the CRT, the
+        // new-flow events, or a VIPA whose services use different Maglev
+        // tables (targets ready for some of its services only).
+        let want_key = self.tables.has_crt()
+            || (!m.icmp_error && self.flow_events.is_some())
+            || !vipa.one_table();
         let key = if want_key { flow_key(data, m) } else { None };
         let crt = match &key {
             Some(key) => self.tables.crt_lookup(key, m.hash),
@@ -494,7 +500,8 @@ impl Pipeline {
                 (t, true)
             }
             _ => {
-                let t = self.tables.vipas[m.vipa as usize].maglev_target(m.hash)?;
+                let (protocol, port) = key.as_ref().map_or((0, 0), |k| (k.protocol, k.dst_port));
+                let t = vipa.maglev_target(protocol, port, m.hash)?;
                 self.counters.inc(Counter::MaglevLookups);
                 (t, false)
             }

@@ -13,7 +13,8 @@ use zerocopy::{FromBytes, IntoBytes};
 use super::crt::{home_slot, CrtEntry, MAX_CRT_PROBE};
 use super::{
     encode_ip, section, Header, NeighborRecord, Section, ServiceRecord, TargetRecord, TargetState,
-    VipaRecord, ANY_PORT, HEADER_LEN, MAGIC, MAX_VIPAS, SECTIONS, SECTION_ALIGN, VERSION,
+    VipaRecord, ANY_PORT, HEADER_LEN, MAGIC, MAX_VIPAS, NO_MAGLEV_TABLE, SECTIONS, SECTION_ALIGN,
+    VERSION,
 };
 use crate::config::Config;
 use crate::flowkey::FlowKey;
@@ -45,9 +46,10 @@ pub struct VipaDesc {
     pub owned: bool,
     /// Its services.
     pub services: Vec<ServiceDesc>,
-    /// Its Maglev table (target slots, each of a ready target); empty when
-    /// no target is ready.
-    pub maglev: Vec<u32>,
+    /// Its Maglev tables (target slots, each of a ready target), all of one
+    /// size; its services name the one their new connections use. Services
+    /// whose ready targets are the same share a table. At most 255.
+    pub maglev: Vec<Vec<u32>>,
 }
 
 /// A service.
@@ -57,6 +59,9 @@ pub struct ServiceDesc {
     pub protocol: u8,
     /// The port.
     pub port: u16,
+    /// The index in [`VipaDesc::maglev`] of the table new connections to
+    /// this service use; `None` when no target takes them.
+    pub maglev: Option<u8>,
 }
 
 /// A target slot.
@@ -115,8 +120,10 @@ pub enum BuildError {
         /// Port.
         port: u16,
     },
-    /// A Maglev table of 1 slot, or above the maximum size.
-    #[error("vipa {vipa}: Maglev table of {len} slots; use 0 (no target) or 2..=2^24")]
+    /// A Maglev table of 1 or 0 slots or above the maximum size, tables of
+    /// different sizes, more than 255 tables, or a service naming a table
+    /// that does not exist.
+    #[error("vipa {vipa}: Maglev table of {len} slots; use 2..=2^24, the same size for every table of a VIPA, at most 255 tables, and services naming existing tables")]
     BadMaglevSize {
         /// The VIPA.
         vipa: IpAddr,
@@ -211,10 +218,11 @@ impl Description {
                     weight: t.weight,
                 })
                 .collect();
-            let maglev = if mt.iter().all(|t| t.weight == 0) {
+            // Every service of a configured VIPA has the same targets: one table.
+            let maglev: Vec<Vec<u32>> = if mt.iter().all(|t| t.weight == 0) {
                 Vec::new()
             } else {
-                maglev::build(&mt, vc.table_size as usize)
+                vec![maglev::build(&mt, vc.table_size as usize)
                     .map_err(|source| BuildError::Maglev {
                         vipa: vc.address,
                         source,
@@ -222,8 +230,9 @@ impl Description {
                     .entries()
                     .iter()
                     .map(|&local| global[local as usize])
-                    .collect()
+                    .collect()]
             };
+            let table = (!maglev.is_empty()).then_some(0);
             vipas.push(VipaDesc {
                 address: vc.address,
                 epoch: 0,
@@ -234,6 +243,7 @@ impl Description {
                     .map(|s| ServiceDesc {
                         protocol: s.protocol.number(),
                         port: s.port,
+                        maglev: table,
                     })
                     .collect(),
                 maglev,
@@ -297,13 +307,22 @@ impl<'d> Builder<'d> {
                     });
                 }
             }
-            if v.maglev.len() == 1 || v.maglev.len() as u64 > maglev::MAX_TABLE_SIZE {
-                return Err(BuildError::BadMaglevSize {
-                    vipa: v.address,
-                    len: v.maglev.len(),
-                });
+            let table_len = v.maglev.first().map_or(0, Vec::len);
+            let bad_size = BuildError::BadMaglevSize {
+                vipa: v.address,
+                len: table_len,
+            };
+            if v.maglev.len() > usize::from(NO_MAGLEV_TABLE)
+                || (!v.maglev.is_empty() && table_len < 2)
+                || table_len as u64 > maglev::MAX_TABLE_SIZE
+                || v.maglev.iter().any(|t| t.len() != table_len)
+                || v.services
+                    .iter()
+                    .any(|s| s.maglev.is_some_and(|k| usize::from(k) >= v.maglev.len()))
+            {
+                return Err(bad_size);
             }
-            for (entry, &t) in v.maglev.iter().enumerate() {
+            for (entry, &t) in v.maglev.iter().flatten().enumerate() {
                 if desc
                     .targets
                     .get(t as usize)
@@ -317,7 +336,7 @@ impl<'d> Builder<'d> {
                 }
             }
             services += v.services.len();
-            maglev_len += v.maglev.len();
+            maglev_len += table_len * v.maglev.len();
         }
         for (index, c) in desc.crt.iter().enumerate() {
             if c.key.protocol != 6 && c.key.protocol != 17 {
@@ -450,17 +469,18 @@ impl<'d> Builder<'d> {
                     services_start: services.len() as u32,
                     services_count: v.services.len() as u32,
                     maglev_start: maglev_at,
-                    maglev_len: v.maglev.len() as u32,
+                    maglev_len: v.maglev.first().map_or(0, Vec::len) as u32,
                     family,
                     owned: u8::from(v.owned),
-                    reserved: [0; 22],
+                    maglev_tables: v.maglev.len() as u16,
+                    reserved: [0; 20],
                 };
                 services.extend(v.services.iter().map(|s| ServiceRecord {
                     port: s.port,
                     protocol: s.protocol,
-                    reserved: 0,
+                    maglev_table: s.maglev.unwrap_or(NO_MAGLEV_TABLE),
                 }));
-                maglev_at += v.maglev.len() as u32;
+                maglev_at += v.maglev.iter().map(Vec::len).sum::<usize>() as u32;
                 r
             })
             .collect();
@@ -496,8 +516,8 @@ impl<'d> Builder<'d> {
         self.put(out, section::TARGETS, targets.as_bytes());
         let mg = self.range(section::MAGLEV, 4);
         let mut at = mg.start;
-        for v in &d.vipas {
-            let b = v.maglev.as_bytes();
+        for table in d.vipas.iter().flat_map(|v| &v.maglev) {
+            let b = table.as_bytes();
             out[at..at + b.len()].copy_from_slice(b);
             at += b.len();
         }

@@ -3,7 +3,8 @@
 //!
 //! A snapshot is one immutable generation of everything the forwarder
 //! routes with: the VIPAs this node owns (with their ownership epoch and
-//! services), the targets and their state, one Maglev table per VIPA, the
+//! services), the targets and their state, the Maglev tables of each VIPA
+//! (one per distinct set of targets taking new connections for a service), the
 //! connection routing table (CRT) and static neighbours. The control plane
 //! writes it into a fresh shared-memory object, then flips the generation
 //! number in a small head object ([`head`]); the forwarder maps it, checks
@@ -16,7 +17,7 @@
 //! loader (`vipa-forwarder`). The forwarder's answers — counters and new
 //! flows — travel the other way through [`back`].
 //!
-//! # Layout (version 1)
+//! # Layout (version 2)
 //!
 //! All integers are in the byte order of the machine (the snapshot never
 //! leaves it: it is shared memory between two processes on one host).
@@ -40,7 +41,8 @@
 //! buffer's; the buffer is 8-byte aligned; the checksum; every section lies
 //! inside the buffer, aligned, after the previous one; and every record:
 //! families and address forms, target states, service protocols and ports,
-//! each VIPA's service and Maglev ranges, Maglev entries naming *ready*
+//! each VIPA's service and Maglev ranges, each service's Maglev table
+//! index, Maglev entries naming *ready*
 //! targets only (a quiesced, restarting or down target gets no new flow —
 //! DESIGN.md §4), no two VIPAs with one address, the CRT's geometry, and
 //! every CRT entry's protocol and target. After that, no accessor can index
@@ -76,7 +78,13 @@ pub use crt::{Crt, CrtEntry, MAX_CRT_PROBE};
 /// First eight bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"VIPASNAP";
 /// The layout version this code reads and writes.
-pub const VERSION: u32 = 1;
+///
+/// Version 2 (version 1 had one Maglev table per VIPA): a VIPA has
+/// `maglev_tables` tables of `maglev_len` entries each, and every service
+/// names the table its new connections use, so a target ready for one
+/// service of a VIPA but not for another gets new connections only for the
+/// first (seed 001: ready per service, while an application listens).
+pub const VERSION: u32 = 2;
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = 160;
 /// The checksum covers the bytes from here to the end.
@@ -96,7 +104,7 @@ pub mod section {
     pub const SERVICES: usize = 1;
     /// [`super::TargetRecord`]s.
     pub const TARGETS: usize = 2;
-    /// Maglev entries (`u32` target slots), every VIPA's table back to back.
+    /// Maglev entries (`u32` target slots), every VIPA's tables back to back.
     pub const MAGLEV: usize = 3;
     /// [`super::CrtEntry`] slots of the CRT hash table.
     pub const CRT: usize = 4;
@@ -159,16 +167,19 @@ pub struct VipaRecord {
     pub services_start: u32,
     /// Number of services.
     pub services_count: u32,
-    /// First of its Maglev entries in the Maglev section.
+    /// First entry of its first Maglev table in the Maglev section.
     pub maglev_start: u32,
-    /// Maglev table size; 0 when no target is ready (new flows are dropped).
+    /// The size of each of its Maglev tables; 0 when it has none.
     pub maglev_len: u32,
     /// 4 or 6.
     pub family: u8,
     /// 1 when this node owns (routes) the VIPA now, else 0.
     pub owned: u8,
+    /// Number of Maglev tables (back to back from `maglev_start`); 0
+    /// exactly when `maglev_len` is 0.
+    pub maglev_tables: u16,
     /// Reserved, 0.
-    pub reserved: [u8; 22],
+    pub reserved: [u8; 20],
 }
 
 /// A service of a VIPA (4 bytes).
@@ -179,9 +190,14 @@ pub struct ServiceRecord {
     pub port: u16,
     /// 6 (TCP) or 17 (UDP).
     pub protocol: u8,
-    /// Reserved, 0.
-    pub reserved: u8,
+    /// Index of the VIPA's Maglev table for new connections to this
+    /// service, or [`NO_MAGLEV_TABLE`] when no target takes them (new
+    /// flows are dropped).
+    pub maglev_table: u8,
 }
+
+/// [`ServiceRecord::maglev_table`] of a service no target takes new connections for.
+pub const NO_MAGLEV_TABLE: u8 = 0xFF;
 
 /// A target (32 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -223,6 +239,7 @@ const _: () = assert!(core::mem::size_of::<NeighborRecord>() == 32);
 const _: () = assert!(core::mem::size_of::<CrtEntry>() == 48);
 const _: () = assert!(core::mem::offset_of!(Header, checksum) == 24);
 const _: () = assert!(core::mem::offset_of!(Header, generation) == CHECKSUM_START);
+const _: () = assert!(core::mem::offset_of!(VipaRecord, maglev_tables) == 42);
 
 /// The neighbour port value meaning "every port".
 pub const ANY_PORT: u16 = 0xFFFF;
@@ -524,16 +541,27 @@ impl<'a> Snapshot<'a> {
                     "services beyond the service section",
                 ));
             }
-            let me = u64::from(v.maglev_start) + u64::from(v.maglev_len);
-            if me > maglev.len() as u64 {
+            if (v.maglev_len == 0) != (v.maglev_tables == 0) {
                 return Err(bad(
                     section::VIPAS,
                     i,
-                    "Maglev table beyond the Maglev section",
+                    "Maglev table size and count disagree",
                 ));
             }
             if v.maglev_len == 1 || u64::from(v.maglev_len) > crate::maglev::MAX_TABLE_SIZE {
                 return Err(bad(section::VIPAS, i, "Maglev table size out of range"));
+            }
+            if v.maglev_tables > u16::from(NO_MAGLEV_TABLE) {
+                return Err(bad(section::VIPAS, i, "more than 255 Maglev tables"));
+            }
+            let me =
+                u64::from(v.maglev_start) + u64::from(v.maglev_len) * u64::from(v.maglev_tables);
+            if me > maglev.len() as u64 {
+                return Err(bad(
+                    section::VIPAS,
+                    i,
+                    "Maglev tables beyond the Maglev section",
+                ));
             }
             let table = &maglev[v.maglev_start as usize..me as usize];
             for &e in table {
@@ -548,6 +576,16 @@ impl<'a> Snapshot<'a> {
                     }
                     Some(_) => {}
                 }
+            }
+            let own = &services[v.services_start as usize..se as usize];
+            if own.iter().any(|sv| {
+                sv.maglev_table != NO_MAGLEV_TABLE && u16::from(sv.maglev_table) >= v.maglev_tables
+            }) {
+                return Err(bad(
+                    section::VIPAS,
+                    i,
+                    "a service names a missing Maglev table",
+                ));
             }
             if vipas[..i].iter().any(|o| o.address == v.address) {
                 return Err(bad(section::VIPAS, i, "address of an earlier VIPA"));
@@ -604,12 +642,21 @@ impl<'a> Snapshot<'a> {
             .unwrap_or(&[])
     }
 
-    /// A VIPA's Maglev entries (target slots); empty when no target is ready.
-    pub fn maglev(&self, v: &VipaRecord) -> &'a [u32] {
-        let start = v.maglev_start as usize;
-        self.maglev
-            .get(start..start + v.maglev_len as usize)
-            .unwrap_or(&[])
+    /// A VIPA's Maglev table `index` (target slots); empty when it has no
+    /// such table.
+    pub fn maglev_table(&self, v: &VipaRecord, index: u8) -> &'a [u32] {
+        if u16::from(index) >= v.maglev_tables {
+            return &[];
+        }
+        let len = v.maglev_len as usize;
+        let start = v.maglev_start as usize + usize::from(index) * len;
+        self.maglev.get(start..start + len).unwrap_or(&[])
+    }
+
+    /// The Maglev table new connections to service `s` of VIPA `v` use;
+    /// empty when no target takes them.
+    pub fn service_maglev(&self, v: &VipaRecord, s: &ServiceRecord) -> &'a [u32] {
+        self.maglev_table(v, s.maglev_table)
     }
 
     /// Every target slot.

@@ -45,13 +45,15 @@ pub(crate) fn sample(generation: u64, connections: u32) -> Description {
                     ServiceDesc {
                         protocol: 6,
                         port: 443,
+                        maglev: Some(0),
                     },
                     ServiceDesc {
                         protocol: 17,
                         port: 53,
+                        maglev: Some(1),
                     },
                 ],
-                maglev: vec![0; 7],
+                maglev: vec![vec![0; 7], vec![2, 0, 2, 0, 2, 0, 2]],
             },
             VipaDesc {
                 address: ip("2001:db8::10"),
@@ -60,8 +62,9 @@ pub(crate) fn sample(generation: u64, connections: u32) -> Description {
                 services: vec![ServiceDesc {
                     protocol: 6,
                     port: 80,
+                    maglev: Some(0),
                 }],
-                maglev: vec![2, 0, 2, 0, 2],
+                maglev: vec![vec![2, 0, 2, 0, 2]],
             },
         ],
         targets,
@@ -91,11 +94,17 @@ fn round_trip() {
     assert_eq!(v.owned, 1);
     assert_eq!(s.services(v).len(), 2);
     assert_eq!(s.services(v)[1].port, 53);
-    assert_eq!(s.maglev(v), &[0; 7]);
+    assert_eq!(v.maglev_tables, 2);
+    assert_eq!(s.service_maglev(v, &s.services(v)[0]), &[0; 7]);
+    assert_eq!(
+        s.service_maglev(v, &s.services(v)[1]),
+        &[2, 0, 2, 0, 2, 0, 2]
+    );
+    assert_eq!(s.maglev_table(v, 2), &[] as &[u32]);
     let v6 = &s.vipas()[1];
     assert_eq!(s.vipa_address(v6), ip("2001:db8::10"));
     assert_eq!(v6.owned, 0);
-    assert_eq!(s.maglev(v6), &[2, 0, 2, 0, 2]);
+    assert_eq!(s.service_maglev(v6, &s.services(v6)[0]), &[2, 0, 2, 0, 2]);
     assert_eq!(s.target_state(&s.targets()[1]), TargetState::Quiesced);
     assert_eq!(s.target_address(&s.targets()[2]), ip("fd00:20::11"));
     assert_eq!(s.neighbors().len(), 1);
@@ -137,9 +146,11 @@ fn from_config_matches_maglev_and_target_order() {
     assert_eq!(d.targets.len(), 2);
     assert_eq!(
         d.vipas[0].maglev,
-        config.vipas[0].maglev_table().unwrap().entries()
+        [config.vipas[0].maglev_table().unwrap().entries()]
     );
+    assert_eq!(d.vipas[0].services[0].maglev, Some(0));
     assert!(d.vipas[1].maglev.is_empty(), "all weights 0: no table");
+    assert_eq!(d.vipas[1].services[0].maglev, None);
     let buf = build(&d);
     Snapshot::new_checked(buf.as_bytes()).unwrap();
 }
@@ -182,12 +193,12 @@ fn refusals() {
 
     // Version.
     let mut m = buf.clone();
-    m.as_mut_bytes()[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    m.as_mut_bytes()[8..12].copy_from_slice(&1u32.to_ne_bytes());
     assert_eq!(
         Snapshot::new_checked(m.as_bytes()).unwrap_err(),
         SnapshotError::UnsupportedVersion {
-            found: 2,
-            expected: 1
+            found: 1,
+            expected: 2
         }
     );
 
@@ -235,6 +246,33 @@ fn structural_refusals_behind_a_good_checksum() {
     assert_eq!(
         Snapshot::new_checked(m.as_bytes()).unwrap_err().to_string(),
         "vipas[0]: Maglev entry names a target that is not ready"
+    );
+
+    // A service naming a Maglev table its VIPA does not have (the second
+    // service record is udp/53 of VIPA 0, which has two tables).
+    let mut m = buf.clone();
+    let at = sections[section::SERVICES].offset as usize + 4 + 3;
+    m.as_mut_bytes()[at] = 2;
+    reseal(&mut m);
+    assert_eq!(
+        Snapshot::new_checked(m.as_bytes()).unwrap_err().to_string(),
+        "vipas[0]: a service names a missing Maglev table"
+    );
+    // ... and no table at all is fine: no new flow for that service.
+    m.as_mut_bytes()[at] = NO_MAGLEV_TABLE;
+    reseal(&mut m);
+    let ok = Snapshot::new_checked(m.as_bytes()).unwrap();
+    let v = &ok.vipas()[0];
+    assert!(ok.service_maglev(v, &ok.services(v)[1]).is_empty());
+
+    // A table count without a table size (VipaRecord bytes 42..44).
+    let mut m = buf.clone();
+    let at = sections[section::VIPAS].offset as usize + 42;
+    m.as_mut_bytes()[at..at + 2].copy_from_slice(&3u16.to_ne_bytes());
+    reseal(&mut m);
+    assert_eq!(
+        Snapshot::new_checked(m.as_bytes()).unwrap_err().to_string(),
+        "vipas[0]: Maglev tables beyond the Maglev section"
     );
 
     // A section beyond the end.
@@ -289,10 +327,22 @@ fn builder_refuses_bad_descriptions() {
         }
     );
     let mut d = sample(1, 10);
-    d.vipas[0].maglev[2] = 1;
+    d.vipas[0].maglev[1][2] = 1;
     assert!(matches!(
         Builder::new(&d),
         Err(BuildError::MaglevTarget { target: 1, .. })
+    ));
+    let mut d = sample(1, 10);
+    d.vipas[0].maglev[1].pop();
+    assert!(matches!(
+        Builder::new(&d),
+        Err(BuildError::BadMaglevSize { .. })
+    ));
+    let mut d = sample(1, 10);
+    d.vipas[1].services[0].maglev = Some(1);
+    assert!(matches!(
+        Builder::new(&d),
+        Err(BuildError::BadMaglevSize { .. })
     ));
     let mut d = sample(1, 10);
     d.crt[0].target = 3;
