@@ -10,10 +10,11 @@
 //!
 //! # Limits
 //!
-//! - `Event::Announce` is logged only: gratuitous ARP / unsolicited NA
-//!   are the forwarder's to send, and the snapshot does not ask for them
-//!   yet. On a shared segment the router learns the new owner's MAC from
-//!   its next ARP request.
+//! - `Event::Announce` is logged only: the gratuitous ARP / unsolicited NA
+//!   are the forwarder's to send, with the MAC of each of its ports, and
+//!   it sends them when it switches to a snapshot whose owned VIPAs
+//!   changed (`forwarder/src/worker.rs`), i.e. right after the snapshot
+//!   that makes this node the owner is published.
 //! - At start the daemon publishes an empty snapshot (no VIPA owned), so
 //!   start it before the forwarder: a forwarder that finds no generation
 //!   routes with its configuration's tables, every VIPA owned.
