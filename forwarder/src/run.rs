@@ -858,6 +858,7 @@ where
             path: path.clone(),
             source,
         })?;
+        back.set_identity(&backend_name(config));
         let back = Arc::new(back);
         let slot = Arc::new(TableSlot::new(
             Generation {
@@ -1139,6 +1140,15 @@ fn write_stats(path: &Path, report: &RunReport) -> std::io::Result<()> {
     let json = serde_json::to_vec(report).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, path)
+}
+
+/// The backend the ports run on, as the configuration names it.
+fn backend_name(config: &Config) -> String {
+    config
+        .ports
+        .first()
+        .map_or(Backend::default(), |p| p.backend)
+        .to_string()
 }
 
 /// The start-up summary: backend, ports, cores, VIPAs, flow table.

@@ -35,6 +35,7 @@ pub const DEFAULT_CONTROL: &str = "http://127.0.0.1:9470";
 
 const AFTER_HELP: &str = "\
 Examples:
+  vipactl status                                this node on one screen: VIPAs, forwarder, peers, agents
   vipactl vipa                                  who owns each VIPA, with which epoch
   vipactl dpt --detail                          every target of every owned VIPA:port
   vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
@@ -78,6 +79,12 @@ pub struct Cli {
 /// A command.
 #[derive(Subcommand, Debug, PartialEq)]
 pub enum Command {
+    /// This node on one screen: its VIPAs, its forwarder's health, the snapshot, peers and agents.
+    Status {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per VIPA: this node's role and since when, the owner and epoch known, deactivated.
     Vipa {
         /// Print the API's JSON.
@@ -332,6 +339,14 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         timeout: Duration::from_secs_f64(cli.timeout),
     };
     match &cli.command {
+        Command::Status { json } => {
+            let v = c.call("GET", "/v1/status", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_status(&v, &c.ep.url()))
+            }
+        }
         Command::Vipa { json } => {
             let v = c.call("GET", "/v1/vipas", None)?;
             if *json {
@@ -546,6 +561,203 @@ pub fn age(ms: u64) -> String {
         3600..86400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
     }
+}
+
+/// `N ago`, or `-` for nothing.
+fn ago(ms: &Value) -> String {
+    ms.as_u64()
+        .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms)))
+}
+
+/// An epoch for people: `-` for none.
+fn epoch_text(e: &Value) -> String {
+    match e.as_str() {
+        Some("0.0") | None => "-".to_owned(),
+        Some(s) => s.to_owned(),
+    }
+}
+
+/// `vipactl status`: the node on one screen (from `/v1/status`; `url` is
+/// where it came from).
+pub fn render_status(v: &Value, url: &str) -> String {
+    let mut s = format!(
+        "node {}, up {} (vipa-control {} at {url})\n\n",
+        text(&v["node"]),
+        v["uptime_ms"].as_u64().map_or_else(|| "-".to_owned(), age),
+        text(&v["version"]),
+    );
+
+    let mut t = Table::new(&[
+        ("VIPA", Align::Left),
+        ("STATE", Align::Left),
+        ("SINCE", Align::Right),
+        ("EPOCH", Align::Right),
+        ("OWNER", Align::Left),
+        ("RANK", Align::Right),
+        ("TARGETS READY", Align::Right),
+        ("CONNECTIONS", Align::Right),
+    ]);
+    for e in rows(v, "vipas") {
+        let routed = e["routed"] == true;
+        t.row(vec![
+            text(&e["vipa"]),
+            text(&e["state"]),
+            ago(&e["for_ms"]),
+            epoch_text(&e["epoch"]),
+            text(&e["owner"]),
+            text(&e["rank"]),
+            if routed {
+                format!("{} of {}", text(&e["targets_ready"]), text(&e["targets"]))
+            } else {
+                "-".to_owned()
+            },
+            if routed {
+                text(&e["connections"])
+            } else {
+                "-".to_owned()
+            },
+        ]);
+    }
+    if t.is_empty() {
+        s.push_str("no VIPAs configured\n");
+    } else {
+        s.push_str(&t.render());
+    }
+    s.push('\n');
+
+    let f = &v["forwarder"];
+    let health = f["health"].as_str().unwrap_or("unknown");
+    // Anything but ok in capitals: it is what a person looks for first.
+    let word = if health == "ok" {
+        health.to_owned()
+    } else {
+        health.to_uppercase()
+    };
+    if f["attached"] == true {
+        let mut parts = vec![f["backend"]
+            .as_str()
+            .map_or_else(|| "backend unknown".to_owned(), str::to_owned)];
+        parts.push(format!("{} workers", text(&f["workers"])));
+        // A pid is a name, not a quantity: no thousands separator.
+        parts.push(format!("pid {}", f["pid"]));
+        if let Some(up) = f["uptime_ms"].as_u64() {
+            parts.push(format!("up {}", age(up)));
+        }
+        parts.push(format!("heartbeat {}", ago(&f["heartbeat_age_ms"])));
+        s.push_str(&format!("forwarder  {word}: {}\n", parts.join(", ")));
+    } else {
+        s.push_str(&format!("forwarder  {word}\n"));
+    }
+    if let Some(p) = f["problem"].as_str() {
+        s.push_str(&format!("           {p}\n"));
+    }
+
+    let snap = &v["snapshot"];
+    if snap["channel"].is_null() {
+        s.push_str("snapshot   none published (vipa-control runs without --snapshot)\n");
+    } else {
+        let g = snap["generation"].as_u64().unwrap_or(0);
+        let mut line = format!(
+            "snapshot   generation {g} published {} on {}",
+            ago(&snap["age_ms"]),
+            text(&snap["channel"])
+        );
+        if snap["errors"].as_u64().unwrap_or(0) > 0 {
+            line.push_str(&format!(
+                ", {} could not be published (see its log)",
+                text(&snap["errors"])
+            ));
+        }
+        s.push_str(&line);
+        s.push('\n');
+        if f["attached"] == true {
+            let gens: Vec<u64> = f["worker_generations"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            let mut line = if f["in_sync"] == true {
+                format!("           the forwarder uses {g} on every worker")
+            } else {
+                let list: Vec<String> = gens.iter().map(u64::to_string).collect();
+                format!(
+                    "           the forwarder's workers use {} (switching, or {g} refused)",
+                    list.join(", ")
+                )
+            };
+            line.push_str(&format!(
+                "; {} loaded, {} refused",
+                text(&f["snapshots_loaded"]),
+                text(&f["snapshots_refused"])
+            ));
+            if let Some(why) = f["last_refusal"].as_str() {
+                line.push_str(&format!(
+                    " (last: generation {}, {why})",
+                    text(&f["last_refused"])
+                ));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+
+    let link = |e: &Value| {
+        (
+            if e["stream_out"] == true {
+                "up"
+            } else {
+                "down"
+            }
+            .to_owned(),
+            text(&e["streams_in"]),
+        )
+    };
+    let peers = rows(v, "peers");
+    if !peers.is_empty() {
+        let mut t = Table::new(&[
+            ("PEER", Align::Left),
+            ("ADDRESS", Align::Left),
+            ("SWIM", Align::Left),
+            ("STREAM OUT", Align::Left),
+            ("STREAMS IN", Align::Right),
+            ("LAST HEARD", Align::Right),
+        ]);
+        for p in peers {
+            let (out, inc) = link(p);
+            t.row(vec![
+                text(&p["node"]),
+                text(&p["address"]),
+                text(&p["swim"]),
+                out,
+                inc,
+                ago(&p["last_heard_ms"]),
+            ]);
+        }
+        s.push('\n');
+        s.push_str(&t.render());
+    }
+    let agents = rows(v, "agents");
+    if !agents.is_empty() {
+        let mut t = Table::new(&[
+            ("AGENT", Align::Left),
+            ("STREAM OUT", Align::Left),
+            ("STREAMS IN", Align::Right),
+            ("LAST HEARD", Align::Right),
+            ("LAST REPORT", Align::Right),
+        ]);
+        for a in agents {
+            let (out, inc) = link(a);
+            t.row(vec![
+                text(&a["target"]),
+                out,
+                inc,
+                ago(&a["last_heard_ms"]),
+                ago(&a["last_report_ms"]),
+            ]);
+        }
+        s.push('\n');
+        s.push_str(&t.render());
+    }
+    s
 }
 
 /// `vipactl vipa` as a table.

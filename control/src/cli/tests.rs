@@ -270,3 +270,82 @@ fn ages_for_people() {
     assert_eq!(age(3 * 3_600_000 + 120_000), "3h 02m");
     assert_eq!(age(2 * 86_400_000 + 4 * 3_600_000), "2d 04h");
 }
+
+fn status_json() -> Value {
+    json!({
+        "node": "fwd-a", "version": "0.1.0", "uptime_ms": 11_000_000u64,
+        "vipas": [
+            {"vipa": "192.0.2.10", "state": "Active", "role": "owner", "epoch": "3.0", "owner": "fwd-a",
+             "rank": 0, "for_ms": 312_000, "routed": true, "targets": 2, "targets_ready": 2, "connections": 1234},
+            {"vipa": "192.0.2.20", "state": "Backup", "role": "idle", "epoch": "2.0", "owner": "fwd-b",
+             "rank": 1, "for_ms": 5_000, "routed": false, "targets": 0, "targets_ready": 0, "connections": 0}],
+        "snapshot": {"channel": "/dev/shm/vipa", "generation": 12, "age_ms": 4_000, "published": 12, "errors": 0},
+        "forwarder": {"attached": true, "health": "ok", "problem": null, "backend": "afxdp", "pid": 4242,
+            "uptime_ms": 10_900_000u64, "heartbeat_age_ms": 2, "workers": 2, "worker_generations": [12, 12],
+            "generation_loaded": 12, "in_sync": true, "snapshots_loaded": 12, "snapshots_refused": 0,
+            "last_refused": null, "last_refusal": null},
+        "peers": [{"node": "fwd-b", "address": "10.10.0.2:7400", "swim": "up", "stream_out": true,
+            "streams_in": 1, "last_heard_ms": 40}],
+        "agents": [{"target": "10.20.0.11", "stream_out": true, "streams_in": 1, "last_heard_ms": 50,
+            "last_report_ms": 120},
+            {"target": "10.20.0.12", "stream_out": false, "streams_in": 0, "last_heard_ms": null,
+            "last_report_ms": null}],
+    })
+}
+
+#[test]
+fn renders_the_status_on_one_screen() {
+    let s = render_status(&status_json(), "http://127.0.0.1:9470");
+    assert_eq!(
+        s,
+        "node fwd-a, up 3h 03m (vipa-control 0.1.0 at http://127.0.0.1:9470)\n\
+         \n\
+         VIPA        STATE        SINCE  EPOCH  OWNER  RANK  TARGETS READY  CONNECTIONS\n\
+         192.0.2.10  Active  5m 12s ago    3.0  fwd-a     0         2 of 2        1,234\n\
+         192.0.2.20  Backup      5s ago    2.0  fwd-b     1              -            -\n\
+         \n\
+         forwarder  ok: afxdp, 2 workers, pid 4242, up 3h 01m, heartbeat 2ms ago\n\
+         snapshot   generation 12 published 4s ago on /dev/shm/vipa\n\
+         \x20          the forwarder uses 12 on every worker; 12 loaded, 0 refused\n\
+         \n\
+         PEER   ADDRESS         SWIM  STREAM OUT  STREAMS IN  LAST HEARD\n\
+         fwd-b  10.10.0.2:7400  up    up                   1    40ms ago\n\
+         \n\
+         AGENT       STREAM OUT  STREAMS IN  LAST HEARD  LAST REPORT\n\
+         10.20.0.11  up                   1    50ms ago    120ms ago\n\
+         10.20.0.12  down                 0           -            -\n"
+    );
+    assert!(s.lines().count() <= 24, "one screen");
+}
+
+#[test]
+fn the_status_names_a_sick_or_missing_forwarder() {
+    let mut v = status_json();
+    v["forwarder"]["health"] = json!("down");
+    v["forwarder"]["problem"] = json!(
+        "no heartbeat from the forwarder for 15s: is vipa-forwarder (pid 4242) still running?"
+    );
+    v["forwarder"]["in_sync"] = json!(false);
+    v["forwarder"]["worker_generations"] = json!([11, 12]);
+    v["forwarder"]["snapshots_refused"] = json!(1);
+    v["forwarder"]["last_refused"] = json!(13);
+    v["forwarder"]["last_refusal"] = json!("checksum mismatch");
+    let s = render_status(&v, "u");
+    assert!(s.contains("forwarder  DOWN: afxdp"), "{s}");
+    assert!(
+        s.contains("           no heartbeat from the forwarder for 15s"),
+        "{s}"
+    );
+    assert!(
+        s.contains("workers use 11, 12 (switching, or 12 refused); 12 loaded, 1 refused (last: generation 13, checksum mismatch)"),
+        "{s}"
+    );
+    v["forwarder"] = json!({"attached": false, "health": "absent", "problem": "no back channel /dev/shm/vipa.back yet"});
+    let s = render_status(&v, "u");
+    assert!(
+        s.contains("forwarder  ABSENT\n           no back channel"),
+        "{s}"
+    );
+    v["snapshot"]["channel"] = json!(null);
+    assert!(render_status(&v, "u").contains("without --snapshot"));
+}

@@ -3,7 +3,8 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/v1/vipas` | per VIPA: role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
+//! | GET | `/v1/status` | the node on one page: uptime; per VIPA state, epoch, owner, targets ready; the forwarder (backend, health, generations); the snapshot published and its age; peers (SWIM, streams, last heard); agents (streams, last report) |
+//! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
 //! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections |
 //! | GET | `/v1/crt` | every connection this node routes and its target |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
@@ -50,6 +51,8 @@ use vipa_proto::config::Service;
 
 use super::node::Core;
 use crate::cluster::{Role, TargetState};
+
+mod status;
 
 /// Largest request body read.
 const MAX_BODY: usize = 64 * 1024;
@@ -153,6 +156,7 @@ async fn answer(
 /// Answers `req` from (and for) the driver's state at `now`.
 pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
     match (req.method.as_str(), req.path.trim_end_matches('/')) {
+        ("GET", "/v1/status") => Response::json(200, status::status(core, now)),
         ("GET", "/v1/vipas") => Response::json(200, vipas(core)),
         ("GET", "/v1/dpt") => Response::json(200, dpt(core)),
         ("GET", "/v1/crt") => Response::json(200, crt(core)),
@@ -164,8 +168,8 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         ("POST", "/v1/reactivate") => deactivate(core, now, &req.body, false),
         (
             _,
-            "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters" | "/metrics" | "/v1/quiesce"
-            | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
+            "/v1/status" | "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters" | "/metrics"
+            | "/v1/quiesce" | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
         ) => Response::error(
             405,
             format!("{} is not allowed on {}", req.method, req.path),
@@ -173,7 +177,7 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         _ => Response::error(
             404,
             format!(
-                "no such path {}: see /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
+                "no such path {}: see /v1/status, /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
                 req.path
             ),
         ),
@@ -185,6 +189,33 @@ fn role_name(r: Option<Role>) -> &'static str {
         Some(Role::Owner(_)) => "owner",
         Some(Role::Claiming(_)) => "claiming",
         _ => "idle",
+    }
+}
+
+/// The VIPA's state on this node in Sysplex Distributor's words
+/// (`NETSTAT VIPADYN`):
+///
+/// - `Active`: this node owns and routes it.
+/// - `Moving`: this node claimed it and collects the targets' reports (and
+///   the previous owner's handover) before it routes: a takeover or a
+///   takeback in progress.
+/// - `Backup`: this node is a ranked backup (or the configured owner) and
+///   does not own it now.
+/// - `Deactivated`: the operator deactivated it here.
+/// - `-`: this node may not own it (neither owner nor backup).
+///
+/// z/OS's `Quiescing` (a deactivated owner that keeps serving its
+/// connections until they end) has no counterpart: a vipa owner that steps
+/// down hands its connection table over with the VIPA, so the new owner
+/// routes those connections at once and the old one is `Deactivated` (or
+/// `Backup`) straight away.
+pub fn vipa_state(role: Option<Role>, deactivated: bool, rank: Option<usize>) -> &'static str {
+    match role {
+        Some(Role::Owner(_)) => "Active",
+        Some(Role::Claiming(_)) => "Moving",
+        _ if deactivated => "Deactivated",
+        _ if rank.is_some() => "Backup",
+        _ => "-",
     }
 }
 
@@ -209,6 +240,7 @@ fn vipas(core: &Core) -> Value {
         .iter()
         .map(|v| {
             let role = core.node.role(v.address);
+            let deactivated = core.deactivated.contains(&v.address);
             let since = core.role_since.get(&v.address).copied();
             let (epoch, owner) = core
                 .node
@@ -217,11 +249,12 @@ fn vipas(core: &Core) -> Value {
                 .unwrap_or_default();
             json!({
                 "vipa": v.address,
+                "state": vipa_state(role, deactivated, v.rank_of(core.node.name())),
                 "role": role_name(role),
                 "epoch": epoch.to_string(),
                 "term": epoch.term(),
                 "owner": owner,
-                "deactivated": core.deactivated.contains(&v.address),
+                "deactivated": deactivated,
                 "configured_owner": v.owner,
                 "backups": v.backups,
                 "rank": v.rank_of(core.node.name()),

@@ -33,9 +33,11 @@ use vipa_proto::ctl::Hello;
 
 use super::api::{self, ApiRequest, Response};
 use super::convert::{self, Slots};
+use super::forwarder::Watch;
 use super::transport::{self, Admit, NetStats, Outbox, Resolve};
 use crate::cluster::{Event, Node, Peer, Role, Snapshot, Transmit};
-use crate::snapshot::{BackReader, WriteError, Writer};
+use crate::snapshot::{BackReader, ForwarderState, WriteError, Writer};
+use vipa_proto::ctl::Message;
 
 /// How often the forwarder's new-flow events are read.
 pub const BACK_POLL: Duration = Duration::from_millis(10);
@@ -96,6 +98,14 @@ pub struct Core {
     back: Option<BackReader>,
     /// The back channel has been read without error since it was opened.
     back_worked: bool,
+    /// Why the back channel cannot be read, when it cannot.
+    back_error: Option<String>,
+    /// When each forwarder worker last moved (for its health).
+    pub(crate) watch: Watch,
+    /// When the daemon started (wall clock).
+    pub(crate) started: SystemTime,
+    /// Per peer, when it was last heard from (the daemon's clock, ms).
+    pub(crate) heard: BTreeMap<Peer, Heard>,
     /// The last snapshot the state machine asked for.
     pub(crate) routed: Snapshot,
     pub(crate) stats: CoreStats,
@@ -115,6 +125,17 @@ pub struct CoreStats {
     pub new_flows: u64,
     /// Announcements asked for.
     pub announcements: u64,
+    /// When the last generation was published (wall clock).
+    pub published_at: Option<SystemTime>,
+}
+
+/// When a peer was last heard from (the daemon's clock, ms).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// Any message.
+    pub any: u64,
+    /// A report (an agent's listeners and connections).
+    pub report: Option<u64>,
 }
 
 impl Core {
@@ -150,6 +171,10 @@ impl Core {
             prefix,
             back: None,
             back_worked: false,
+            back_error: None,
+            watch: Watch::default(),
+            started,
+            heard: BTreeMap::new(),
             routed: Snapshot::default(),
             stats: CoreStats::default(),
             net,
@@ -204,6 +229,7 @@ impl Core {
             Ok(p) => {
                 self.stats.published += 1;
                 self.stats.generation = p.generation;
+                self.stats.published_at = Some(SystemTime::now());
                 tracing::debug!(
                     generation = p.generation,
                     bytes = p.bytes,
@@ -221,14 +247,34 @@ impl Core {
         }
     }
 
-    /// Reads the forwarder's new-flow events into the state machine.
+    /// A message from a peer: noted (for the status page), then handed to
+    /// the state machine.
+    pub fn message(&mut self, now: u64, peer: &Peer, msg: Message) {
+        let h = self.heard.entry(peer.clone()).or_default();
+        h.any = now;
+        if matches!(msg, Message::Report(_)) {
+            h.report = Some(now);
+        }
+        self.node.handle_message(now, peer, msg);
+    }
+
+    /// Reads the forwarder's new-flow events into the state machine, and
+    /// notes how its workers move.
     pub fn poll_back(&mut self, now: u64) {
         let Some(prefix) = &self.prefix else {
             return;
         };
         if self.back.is_none() {
             // The forwarder creates it; until then there is nothing to read.
-            self.back = BackReader::open_prefix(prefix).ok();
+            match BackReader::open_prefix(prefix) {
+                Ok(b) => self.back = Some(b),
+                Err(e) => {
+                    self.back_error = Some(format!(
+                        "no back channel {prefix}.back ({e}): is vipa-forwarder run --snapshot {prefix} running on this node?"
+                    ));
+                    return;
+                }
+            }
         }
         let Some(back) = &self.back else {
             return;
@@ -236,6 +282,8 @@ impl Core {
         let events = match back.drain_events(EVENTS_PER_TICK) {
             Ok(e) => e,
             Err(e) => {
+                self.back_error = Some(format!("back channel {prefix}.back: {e}"));
+                self.watch.reset();
                 // Not set up yet by a forwarder that is starting: quiet.
                 // Broken after it worked: say so.
                 if self.back_worked {
@@ -249,6 +297,10 @@ impl Core {
             }
         };
         self.back_worked = true;
+        self.back_error = None;
+        if let Ok(state) = back.state() {
+            self.watch.observe(now, &state);
+        }
         for (_, ev) in events {
             let Some(target) = self.slots.address(ev.target) else {
                 continue;
@@ -264,6 +316,38 @@ impl Core {
     /// Every worker's forwarder counters, if a forwarder writes them.
     pub fn forwarder_counters(&self) -> Option<Vec<Vec<(String, u64)>>> {
         self.back.as_ref()?.counters().ok()
+    }
+
+    /// What the forwarder says of itself, or why there is nothing to read.
+    pub fn forwarder_state(&self) -> Result<ForwarderState, String> {
+        match (&self.prefix, &self.back) {
+            (None, _) => Err(
+                "vipa-control runs without --snapshot: it publishes nothing and no forwarder reports to it"
+                    .to_owned(),
+            ),
+            (Some(_), Some(b)) => b.state().map_err(|e| e.to_string()),
+            (Some(p), None) => Err(self.back_error.clone().unwrap_or_else(|| {
+                format!("no back channel {p}.back yet: is vipa-forwarder run --snapshot {p} running on this node?")
+            })),
+        }
+    }
+
+    /// Per target address, `[packets, bytes, flows]` the forwarder sent
+    /// and created (summed over its workers), if a forwarder reports.
+    pub fn target_traffic(&self) -> Option<BTreeMap<IpAddr, [u64; 3]>> {
+        let totals = self.back.as_ref()?.target_totals().ok()?;
+        Some(
+            totals
+                .into_iter()
+                .enumerate()
+                .filter_map(|(slot, t)| Some((self.slots.address(slot as u32)?, t)))
+                .collect(),
+        )
+    }
+
+    /// The snapshot channel's prefix, if the daemon publishes.
+    pub fn snapshot_channel(&self) -> Option<&str> {
+        self.prefix.as_deref()
     }
 }
 
@@ -415,7 +499,7 @@ pub async fn run(
         tokio::select! {
             m = inbox.recv() => {
                 if let Some((peer, msg)) = m {
-                    core.node.handle_message(now(), &peer, msg);
+                    core.message(now(), &peer, msg);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
