@@ -314,6 +314,16 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     let s = json(&["stats", "--json"]).await;
     assert!(s["control"]["snapshot_generation"].is_u64(), "{s}");
 
+    // config --json: the configuration as the daemon understood it.
+    let c = json(&["config", "--json"]).await;
+    assert_eq!(c["vipas"][0]["vipa"], VIPA);
+    assert_eq!(c["vipas"][0]["owner"], "fwd-a");
+    assert_eq!(c["vipas"][0]["moveable"], "immediate");
+    assert_eq!(c["vipas"][0]["targets"][0]["weight"], 1);
+    assert_eq!(c["vipas"][0]["candidates"][0]["every_target"], true);
+    let table = String::from_utf8(vipactl(&["config"]).await.stdout).unwrap();
+    assert!(table.contains("NEW CONNECTIONS FROM"), "{table}");
+
     // status --json: the VIPA is Active here, the forwarder healthy and on
     // the generation published, both agents have reported.
     let s = until(

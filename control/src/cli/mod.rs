@@ -37,6 +37,7 @@ const AFTER_HELP: &str = "\
 Examples:
   vipactl status                                this node on one screen: VIPAs, forwarder, peers, agents
   vipactl vipa                                  who owns each VIPA, with which epoch
+  vipactl config                                the VIPAs as configured: owner, backups, targets
   vipactl dpt --detail                          every target of every owned VIPA:port
   vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
   vipactl crt --client 198.51.100.7 --json      one client's connections, as JSON
@@ -81,6 +82,12 @@ pub struct Cli {
 pub enum Command {
     /// This node on one screen: its VIPAs, its forwarder's health, the snapshot, peers and agents.
     Status {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The configuration the daemon runs with: per VIPA owner, ranked backups, moveable, targets and weights, candidates per routing node.
+    Config {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
@@ -345,6 +352,14 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 print_json(out, &v)
             } else {
                 print(out, &render_status(&v, &c.ep.url()))
+            }
+        }
+        Command::Config { json } => {
+            let v = c.call("GET", "/v1/config", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_config(&v))
             }
         }
         Command::Vipa { json } => {
@@ -757,6 +772,105 @@ pub fn render_status(v: &Value, url: &str) -> String {
         s.push('\n');
         s.push_str(&t.render());
     }
+    s
+}
+
+/// A list of JSON strings as `a, b`, or `-` when empty.
+fn list(v: &Value) -> String {
+    let items: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `vipactl config`: the cluster, the VIPAs, and per VIPA and target its
+/// weight and the routing nodes that give it new connections.
+pub fn render_config(v: &Value) -> String {
+    let me = v["node"].as_str().unwrap_or_default();
+    let c = &v["cluster"];
+    let nodes: Vec<String> = rows(c, "nodes")
+        .iter()
+        .map(|n| {
+            let this = if n["name"].as_str() == Some(me) {
+                " (this node)"
+            } else {
+                ""
+            };
+            format!("{} {}{this}", text(&n["name"]), text(&n["address"]))
+        })
+        .collect();
+    let ms = |k: &str| c[k].as_u64().map_or_else(|| "-".to_owned(), age);
+    let mut s = format!(
+        "node {me}\n\
+         cluster  {}; agents on port {}; API {}\n\
+         timing   probe every {} (answer within {}), suspect {}, collect {}, refresh {}, restart hold {}\n\n",
+        nodes.join(", "),
+        c["agent_port"],
+        text(&c["api"]),
+        ms("probe_interval_ms"),
+        ms("probe_timeout_ms"),
+        ms("suspect_timeout_ms"),
+        ms("collect_timeout_ms"),
+        ms("refresh_interval_ms"),
+        ms("restart_hold_ms"),
+    );
+    let mut t = Table::new(&[
+        ("VIPA", Align::Left),
+        ("SERVICES", Align::Left),
+        ("OWNER", Align::Left),
+        ("BACKUPS (BY RANK)", Align::Left),
+        ("MOVEABLE", Align::Left),
+        ("DISTRIBUTION", Align::Left),
+        ("TABLE SIZE", Align::Right),
+    ]);
+    let mut targets = Table::new(&[
+        ("VIPA", Align::Left),
+        ("TARGET", Align::Left),
+        ("WEIGHT", Align::Right),
+        ("NEW CONNECTIONS FROM", Align::Left),
+    ]);
+    for e in rows(v, "vipas") {
+        t.row(vec![
+            text(&e["vipa"]),
+            list(&e["services"]),
+            text(&e["owner"]),
+            list(&e["backups"]),
+            text(&e["moveable"]),
+            text(&e["distribution"]),
+            text(&e["table_size"]),
+        ]);
+        for tg in rows(e, "targets") {
+            // The routing nodes (by rank) whose candidate list holds it.
+            let from: Vec<String> = rows(e, "candidates")
+                .iter()
+                .filter(|n| rows(n, "targets").contains(&tg["target"]))
+                .map(|n| text(&n["node"]))
+                .collect();
+            targets.row(vec![
+                text(&e["vipa"]),
+                text(&tg["target"]),
+                text(&tg["weight"]),
+                if from.is_empty() {
+                    "- (keeps connections only)".to_owned()
+                } else {
+                    from.join(", ")
+                },
+            ]);
+        }
+    }
+    if t.is_empty() {
+        s.push_str("no VIPAs configured\n");
+        return s;
+    }
+    s.push_str(&t.render());
+    s.push('\n');
+    s.push_str(&targets.render());
+    s.push_str("(weight 0: draining, no new connections; a node that lists no candidates gives new connections to every target)\n");
     s
 }
 

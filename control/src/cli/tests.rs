@@ -349,3 +349,32 @@ fn the_status_names_a_sick_or_missing_forwarder() {
     v["snapshot"]["channel"] = json!(null);
     assert!(render_status(&v, "u").contains("without --snapshot"));
 }
+
+#[test]
+fn renders_the_configuration() {
+    let v = json!({"node": "fwd-a",
+        "cluster": {"nodes": [{"name": "fwd-a", "address": "10.10.0.1:7400"}, {"name": "fwd-b", "address": "10.10.0.2:7400"}],
+            "agent_port": 7400, "api": "127.0.0.1:9470", "probe_interval_ms": 200, "probe_timeout_ms": 80,
+            "suspect_timeout_ms": 400, "collect_timeout_ms": 150, "refresh_interval_ms": 500, "restart_hold_ms": 30_000},
+        "vipas": [{"vipa": "192.0.2.10", "services": ["tcp/80", "tcp/443"], "owner": "fwd-a", "backups": ["fwd-b"],
+            "moveable": "when-idle", "distribution": "maglev", "table_size": 65537,
+            "targets": [{"target": "10.20.0.11", "weight": 1}, {"target": "10.20.0.12", "weight": 0}],
+            "candidates": [
+                {"node": "fwd-a", "rank": 0, "targets": ["10.20.0.11", "10.20.0.12"], "every_target": true},
+                {"node": "fwd-b", "rank": 1, "targets": ["10.20.0.11"], "every_target": false}]}]});
+    assert_eq!(
+        render_config(&v),
+        "node fwd-a\n\
+         cluster  fwd-a 10.10.0.1:7400 (this node), fwd-b 10.10.0.2:7400; agents on port 7400; API 127.0.0.1:9470\n\
+         timing   probe every 200ms (answer within 80ms), suspect 400ms, collect 150ms, refresh 500ms, restart hold 30s\n\
+         \n\
+         VIPA        SERVICES         OWNER  BACKUPS (BY RANK)  MOVEABLE   DISTRIBUTION  TABLE SIZE\n\
+         192.0.2.10  tcp/80, tcp/443  fwd-a  fwd-b              when-idle  maglev            65,537\n\
+         \n\
+         VIPA        TARGET      WEIGHT  NEW CONNECTIONS FROM\n\
+         192.0.2.10  10.20.0.11       1  fwd-a, fwd-b\n\
+         192.0.2.10  10.20.0.12       0  fwd-a\n\
+         (weight 0: draining, no new connections; a node that lists no candidates gives new connections to every target)\n"
+    );
+    assert!(render_config(&json!({"node": "n", "cluster": {}, "vipas": []})).contains("no VIPAs"));
+}

@@ -4,6 +4,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/v1/status` | the node on one page: uptime; per VIPA state, epoch, owner, targets ready; the forwarder (backend, health, generations); the snapshot published and its age; peers (SWIM, streams, last heard); agents (streams, last report) |
+//! | GET | `/v1/config` | the configuration as understood (defaults filled in): the cluster's nodes and timing; per VIPA services, owner, ranked backups, moveable, distribution, table size, targets and weights, and per routing node that may own it the candidate targets it gives new connections to |
 //! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
 //! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections |
 //! | GET | `/v1/crt` | every connection this node routes and its target |
@@ -52,6 +53,7 @@ use vipa_proto::config::Service;
 use super::node::Core;
 use crate::cluster::{Role, TargetState};
 
+mod config;
 mod status;
 
 /// Largest request body read.
@@ -157,6 +159,7 @@ async fn answer(
 pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
     match (req.method.as_str(), req.path.trim_end_matches('/')) {
         ("GET", "/v1/status") => Response::json(200, status::status(core, now)),
+        ("GET", "/v1/config") => Response::json(200, config::config(core)),
         ("GET", "/v1/vipas") => Response::json(200, vipas(core)),
         ("GET", "/v1/dpt") => Response::json(200, dpt(core)),
         ("GET", "/v1/crt") => Response::json(200, crt(core)),
@@ -168,8 +171,8 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         ("POST", "/v1/reactivate") => deactivate(core, now, &req.body, false),
         (
             _,
-            "/v1/status" | "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters" | "/metrics"
-            | "/v1/quiesce" | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
+            "/v1/status" | "/v1/config" | "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters"
+            | "/metrics" | "/v1/quiesce" | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
         ) => Response::error(
             405,
             format!("{} is not allowed on {}", req.method, req.path),
@@ -177,7 +180,7 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         _ => Response::error(
             404,
             format!(
-                "no such path {}: see /v1/status, /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
+                "no such path {}: see /v1/status, /v1/config, /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
                 req.path
             ),
         ),

@@ -358,3 +358,52 @@ fn vipa_states_in_sysplex_words() {
     let v = json_of(&handle(&mut c, 5, &req("GET", "/v1/vipas", "")));
     assert_eq!(v["vipas"][0]["state"], "Deactivated");
 }
+
+#[test]
+fn config_shows_owners_backups_targets_and_candidates() {
+    const WITH_CANDIDATES: &str = r#"
+[[vipa]]
+address = "192.0.2.20"
+services = ["udp/53"]
+owner = "fwd-b"
+backups = ["fwd-a"]
+moveable = "when-idle"
+table_size = 251
+target = [{ address = "10.20.0.11", weight = 3 }, { address = "10.20.0.13" }]
+candidates = { "fwd-a" = ["10.20.0.13"] }
+"#;
+    let text = format!("{CONFIG}{WITH_CANDIDATES}");
+    let config = Config::from_str_with_path(&text, std::path::Path::new("t.toml")).unwrap();
+    let mut c = Core::new(config, 0, 1, None, Arc::new(NetStats::default()));
+    let v = json_of(&handle(&mut c, 0, &req("GET", "/v1/config", "")));
+    assert_eq!(v["node"], "fwd-a");
+    assert_eq!(v["cluster"]["nodes"][1]["address"], "10.10.0.2:7400");
+    assert!(v["cluster"]["probe_interval_ms"].is_u64());
+    let a = &v["vipas"][0];
+    assert_eq!(a["services"], json!(["tcp/80", "tcp/443"]));
+    assert_eq!(
+        (&a["owner"], &a["backups"]),
+        (&json!("fwd-a"), &json!(["fwd-b"]))
+    );
+    assert_eq!(
+        (&a["moveable"], &a["distribution"]),
+        (&json!("immediate"), &json!("maglev"))
+    );
+    assert_eq!(
+        a["targets"][1],
+        json!({"target": "10.20.0.12", "weight": 2})
+    );
+    assert_eq!(a["candidates"][1]["node"], "fwd-b");
+    assert_eq!(a["candidates"][1]["rank"], 1);
+    assert_eq!(a["candidates"][1]["every_target"], true);
+    let b = &v["vipas"][1];
+    assert_eq!(b["moveable"], "when-idle");
+    assert_eq!(b["candidates"][0]["node"], "fwd-b");
+    assert_eq!(
+        b["candidates"][0]["targets"],
+        json!(["10.20.0.11", "10.20.0.13"])
+    );
+    assert_eq!(b["candidates"][1]["node"], "fwd-a");
+    assert_eq!(b["candidates"][1]["targets"], json!(["10.20.0.13"]));
+    assert_eq!(b["candidates"][1]["every_target"], false);
+}
