@@ -286,10 +286,12 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     assert_eq!(v["node"], "fwd-a");
     assert_eq!(v["vipas"][0]["vipa"], VIPA);
     assert!(v["vipas"][0]["for_ms"].is_u64(), "{v}");
+    assert!(v["vipas"][0]["since_unix_ms"].is_u64(), "{v}");
+    assert_eq!(v["vipas"][0]["state"], "Active");
     let table = vipactl(&["vipa"]).await;
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(
-        table.contains("ROLE HERE") && table.contains("owner"),
+        table.contains("STATE HERE") && table.contains("Active"),
         "{table}"
     );
 

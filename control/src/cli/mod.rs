@@ -92,7 +92,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per VIPA: this node's role and since when, the owner and epoch known, deactivated.
+    /// Per VIPA: this node's state (Active, Moving, Backup, Deactivated) and since when, the owner and epoch known.
+    ///
+    /// States, in Sysplex Distributor's words: Active = this node owns and
+    /// routes the VIPA; Moving = it claimed the VIPA and collects the
+    /// targets' reports (and the previous owner's handover) before routing,
+    /// a takeover or takeback in progress; Backup = it may own the VIPA but
+    /// another node does (or none yet); Deactivated = deactivated here by
+    /// the operator; - = this node is neither owner nor backup. z/OS's
+    /// Quiescing has no counterpart: an owner that steps down hands its
+    /// connection table over with the VIPA, so nothing drains on the old
+    /// owner. --json also has the daemon's own word (role: owner, claiming,
+    /// idle) and since_unix_ms.
     Vipa {
         /// Print the API's JSON.
         #[arg(long)]
@@ -511,10 +522,10 @@ fn write_deactivate(c: &Client, out: &mut dyn Write, a: &VipaArg, on: bool) -> R
     };
     if let Some(b) = before {
         s.push_str(&format!(
-            "  before: role {}, owner {}, deactivated {}\n",
+            "  before: {} here (role {}), owner {}\n",
+            text(&b["state"]),
             text(&b["role"]),
-            text(&b["owner"]),
-            text(&b["deactivated"])
+            text(&b["owner"])
         ));
     }
     if let Some(n) = c
@@ -523,10 +534,10 @@ fn write_deactivate(c: &Client, out: &mut dyn Write, a: &VipaArg, on: bool) -> R
         .and_then(|v| vipa_entry(&v, a.vipa))
     {
         s.push_str(&format!(
-            "  now:    role {}, owner {}, deactivated {}\n",
+            "  now:    {} here (role {}), owner {}\n",
+            text(&n["state"]),
             text(&n["role"]),
-            text(&n["owner"]),
-            text(&n["deactivated"])
+            text(&n["owner"])
         ));
     }
     print(out, &s)
@@ -874,34 +885,33 @@ pub fn render_config(v: &Value) -> String {
     s
 }
 
+/// What the states of `vipactl vipa` and `status` mean (their legend).
+pub const STATE_LEGEND: &str = "\
+(state here: Active = this node owns and routes the VIPA; Moving = it claimed the VIPA and collects the \
+targets' reports before routing (takeover or takeback); Backup = it may own the VIPA, another node does \
+or none does yet; Deactivated = deactivated here by the operator; - = not an owner or backup here. \
+Epoch: term.rank of the owner's claim; rank: 0 configured owner, 1.. backups)\n";
+
 /// `vipactl vipa` as a table.
 pub fn render_vipas(v: &Value) -> String {
     let mut t = Table::new(&[
         ("VIPA", Align::Left),
-        ("ROLE HERE", Align::Left),
+        ("STATE HERE", Align::Left),
         ("SINCE", Align::Right),
         ("OWNER", Align::Left),
         ("EPOCH", Align::Right),
         ("CONFIGURED OWNER", Align::Left),
         ("RANK HERE", Align::Right),
-        ("DEACTIVATED", Align::Left),
     ]);
     for e in rows(v, "vipas") {
-        let epoch = match e["epoch"].as_str() {
-            Some("0.0") | None => "-".to_owned(),
-            Some(s) => s.to_owned(),
-        };
         t.row(vec![
             text(&e["vipa"]),
-            text(&e["role"]),
-            e["for_ms"]
-                .as_u64()
-                .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms))),
+            text(&e["state"]),
+            ago(&e["for_ms"]),
             text(&e["owner"]),
-            epoch,
+            epoch_text(&e["epoch"]),
             text(&e["configured_owner"]),
             text(&e["rank"]),
-            text(&e["deactivated"]),
         ]);
     }
     let mut s = format!("node {}\n", text(&v["node"]));
@@ -909,7 +919,7 @@ pub fn render_vipas(v: &Value) -> String {
         s.push_str("no VIPAs configured\n");
     } else {
         s.push_str(&t.render());
-        s.push_str("(epoch: term.rank of the owner's claim; rank: 0 configured owner, 1.. backups, - not a candidate)\n");
+        s.push_str(STATE_LEGEND);
     }
     s
 }

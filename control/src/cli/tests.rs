@@ -157,20 +157,24 @@ fn renders_the_dpt() {
 #[test]
 fn renders_the_vipas() {
     let v = json!({"node": "fwd-b", "vipas": [
-        {"vipa": "192.0.2.10", "role": "idle", "for_ms": 312_000, "epoch": "3.1", "term": 3, "owner": "fwd-a",
-         "deactivated": false, "configured_owner": "fwd-a", "backups": ["fwd-b"], "rank": 1},
-        {"vipa": "2001:db8::10", "role": "idle", "epoch": "0.0", "term": 0, "owner": null,
+        {"vipa": "192.0.2.10", "state": "Backup", "role": "idle", "for_ms": 312_000, "epoch": "3.1", "term": 3,
+         "owner": "fwd-a", "deactivated": false, "configured_owner": "fwd-a", "backups": ["fwd-b"], "rank": 1},
+        {"vipa": "192.0.2.20", "state": "Moving", "role": "claiming", "for_ms": 40, "epoch": "4.1", "term": 4,
+         "owner": "fwd-b", "deactivated": false, "configured_owner": "fwd-a", "backups": ["fwd-b"], "rank": 1},
+        {"vipa": "2001:db8::10", "state": "Deactivated", "role": "idle", "epoch": "0.0", "term": 0, "owner": null,
          "deactivated": true, "configured_owner": "fwd-a", "backups": [], "rank": null}]});
     let s = render_vipas(&v);
     assert!(
         s.starts_with(
             "node fwd-b\n\
-         VIPA          ROLE HERE       SINCE  OWNER  EPOCH  CONFIGURED OWNER  RANK HERE  DEACTIVATED\n\
-         192.0.2.10    idle       5m 12s ago  fwd-a    3.1  fwd-a                     1  no\n\
-         2001:db8::10  idle                -  -          -  fwd-a                     -  yes\n"
+         VIPA          STATE HERE        SINCE  OWNER  EPOCH  CONFIGURED OWNER  RANK HERE\n\
+         192.0.2.10    Backup       5m 12s ago  fwd-a    3.1  fwd-a                     1\n\
+         192.0.2.20    Moving         40ms ago  fwd-b    4.1  fwd-a                     1\n\
+         2001:db8::10  Deactivated           -  -          -  fwd-a                     -\n"
         ),
         "{s}"
     );
+    assert!(s.ends_with(STATE_LEGEND), "{s}");
 }
 
 fn crt_json() -> Value {
