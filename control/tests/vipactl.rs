@@ -355,6 +355,27 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     assert!(s["snapshot"]["age_ms"].is_u64(), "{s}");
     assert!(s["uptime_ms"].is_u64(), "{s}");
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(0), "one node");
+    // dpt --json: what the forwarder sent each target, summed over its
+    // workers (slot 0 is the first target of the configuration).
+    let d = json(&["dpt", "--json"]).await;
+    let traffic = d["traffic"].as_array().expect("a forwarder reports");
+    let t11 = &traffic[0];
+    assert_eq!(t11["target"], ip(11).to_string());
+    let packets = t11["packets"].as_u64().unwrap();
+    assert!(packets >= 2 * PACKETS_PER_ROUND, "{d}");
+    assert_eq!(
+        t11["bytes"].as_u64().unwrap() * PACKETS_PER_ROUND,
+        packets * BYTES_PER_ROUND,
+        "{d}"
+    );
+    assert_eq!(t11["connections_total"], 2, "{d}");
+    assert_eq!(traffic[1]["packets"], 0, "{d}");
+    let table = String::from_utf8(vipactl(&["dpt"]).await.stdout).unwrap();
+    assert!(
+        table.contains("ACTIVE CONNECTIONS") && table.contains("BYTES"),
+        "{table}"
+    );
+
     let table = String::from_utf8(vipactl(&["status"]).await.stdout).unwrap();
     for want in [
         "node fwd-a",

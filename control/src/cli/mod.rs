@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use http::{Endpoint, HttpError};
-use table::{thousands, Align, Table};
+use table::{bytes, thousands, Align, Table};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -109,7 +109,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per owned VIPA:port and target: ready, weight, state, connections.
+    /// Per owned VIPA:port and target: ready, state, weight, active connections; per target: connections, packets and bytes forwarded.
+    ///
+    /// Active connections are the CRT's (what the agents report and new
+    /// flows not yet confirmed). The forwarder counts per target, over
+    /// every VIPA:port of it, since it started: connections (flows it
+    /// created), packets and bytes (inner packets) sent to the target.
     Dpt {
         /// Also the epoch and whether each target is a candidate.
         #[arg(long)]
@@ -924,7 +929,8 @@ pub fn render_vipas(v: &Value) -> String {
     s
 }
 
-/// `vipactl dpt` as a table.
+/// `vipactl dpt` as tables: per VIPA:port and target, then per target
+/// what the forwarder sent it.
 pub fn render_dpt(v: &Value, detail: bool) -> String {
     let mut cols = vec![
         ("VIPA:PORT", Align::Left),
@@ -932,7 +938,7 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
         ("READY", Align::Left),
         ("STATE", Align::Left),
         ("WEIGHT", Align::Right),
-        ("CONNECTIONS", Align::Right),
+        ("ACTIVE CONNECTIONS", Align::Right),
     ];
     if detail {
         cols.push(("CANDIDATE", Align::Left));
@@ -969,9 +975,31 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
     }
     s.push_str(&t.render());
     s.push_str(&format!(
-        "{services} VIPA:port(s), {ready} of {total} target entries ready, {} connections\n",
+        "{services} VIPA:port(s), {ready} of {total} target entries ready, {} active connections\n\n",
         thousands(conns)
     ));
+    let Some(traffic) = v["traffic"].as_array() else {
+        s.push_str(
+            "no forwarder reports to this daemon: no packet or byte counts (see vipactl status)\n",
+        );
+        return s;
+    };
+    let mut t = Table::new(&[
+        ("TARGET", Align::Left),
+        ("CONNECTIONS", Align::Right),
+        ("PACKETS", Align::Right),
+        ("BYTES", Align::Right),
+    ]);
+    for tg in traffic {
+        t.row(vec![
+            text(&tg["target"]),
+            text(&tg["connections_total"]),
+            text(&tg["packets"]),
+            tg["bytes"].as_u64().map_or_else(|| "-".to_owned(), bytes),
+        ]);
+    }
+    s.push_str("forwarded to each target since the forwarder started (all its VIPA:ports):\n");
+    s.push_str(&t.render());
     s
 }
 

@@ -6,7 +6,7 @@
 //! | GET | `/v1/status` | the node on one page: uptime; per VIPA state, epoch, owner, targets ready; the forwarder (backend, health, generations); the snapshot published and its age; peers (SWIM, streams, last heard); agents (streams, last report) |
 //! | GET | `/v1/config` | the configuration as understood (defaults filled in): the cluster's nodes and timing; per VIPA services, owner, ranked backups, moveable, distribution, table size, targets and weights, and per routing node that may own it the candidate targets it gives new connections to |
 //! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
-//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections |
+//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections (active: in the CRT); per target of those, what the forwarder did for it since it started (`traffic`: connections created, packets, bytes; `null` without a forwarder) |
 //! | GET | `/v1/crt` | every connection this node routes and its target |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
 //! | POST | `/v1/quiesce`, `/v1/resume` | body `{"vipa", "target"?, "service"?}`: one target (or every target) of the VIPA, one service (or all) |
@@ -306,7 +306,29 @@ fn dpt(core: &Core) -> Value {
             }));
         }
     }
-    json!({ "node": core.node.name(), "dpt": rows })
+    // The forwarder counts per target (its slot), over every VIPA:port.
+    let traffic = core.target_traffic().map(|by_target| {
+        let mut seen: Vec<IpAddr> = Vec::new();
+        for s in core.routed.vipas.iter().flat_map(|v| &v.services) {
+            for t in &s.targets {
+                if !seen.contains(&t.address) {
+                    seen.push(t.address);
+                }
+            }
+        }
+        seen.into_iter()
+            .map(|a| {
+                let [packets, bytes, flows] = by_target.get(&a).copied().unwrap_or_default();
+                json!({
+                    "target": a,
+                    "connections_total": flows,
+                    "packets": packets,
+                    "bytes": bytes,
+                })
+            })
+            .collect::<Vec<Value>>()
+    });
+    json!({ "node": core.node.name(), "dpt": rows, "traffic": traffic })
 }
 
 fn crt(core: &Core) -> Value {
@@ -593,6 +615,33 @@ fn metrics(core: &Core) -> Response {
             "vipa_forwarder_counter",
             "The forwarder's counters, per worker (from its back channel)",
             fwd,
+        );
+    }
+    if let Some(by_target) = core.target_traffic() {
+        let packets = Family::<Labels, Gauge>::default();
+        let bytes = Family::<Labels, Gauge>::default();
+        let flows = Family::<Labels, Gauge>::default();
+        for (t, [p, b, f]) in by_target {
+            let l = label(&[("target", t.to_string())]);
+            let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            packets.get_or_create(&l).set(g(p));
+            bytes.get_or_create(&l).set(g(b));
+            flows.get_or_create(&l).set(g(f));
+        }
+        reg.register(
+            "vipa_forwarder_target_packets",
+            "Packets the forwarder sent to the target since it started (all workers)",
+            packets,
+        );
+        reg.register(
+            "vipa_forwarder_target_bytes",
+            "Bytes of inner packets the forwarder sent to the target since it started",
+            bytes,
+        );
+        reg.register(
+            "vipa_forwarder_target_flows",
+            "Flows (connections) the forwarder created for the target since it started",
+            flows,
         );
     }
 

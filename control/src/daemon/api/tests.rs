@@ -130,6 +130,8 @@ fn dpt_and_crt_show_what_is_routed() {
     assert_eq!(row["targets"][1]["state"], "quiesced");
     assert_eq!(row["targets"][1]["ready"], false);
     assert_eq!(row["targets"][1]["weight"], 2);
+    // No forwarder: no traffic figures (rather than zeros).
+    assert_eq!(d["traffic"], Value::Null);
     let t = json_of(&handle(&mut c, 0, &req("GET", "/v1/crt", "")));
     assert_eq!(t["crt"][0]["client"], "198.51.100.7:40000");
     assert_eq!(t["crt"][0]["target"], "10.20.0.11");
