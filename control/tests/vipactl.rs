@@ -376,6 +376,49 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
         "{table}"
     );
 
+    // stats --watch --json: a JSON object per line, rates from the second
+    // on; Ctrl-C (SIGINT) ends it with exit code 0.
+    let lines = tokio::task::spawn_blocking(|| {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vipactl"))
+            .env("VIPA_CONTROL", api())
+            .args(["stats", "--watch", "--json", "--interval", "0.2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            lines.push(l);
+        }
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped
+        // yet (so it cannot name another process) and a valid signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let status = child.wait().unwrap();
+        (lines, status)
+    })
+    .await
+    .unwrap();
+    let (lines, status) = lines;
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends a watch: 0");
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    let second: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(first["rates"], Value::Null);
+    assert!(first["forwarder"].is_array(), "{first}");
+    assert!(
+        second["rates"]["control"]["frames_received"].is_f64(),
+        "{second}"
+    );
+    assert!(second["interval_s"].as_f64().unwrap() >= 0.2, "{second}");
+    // The fake forwarder counts 1 rx packet per worker per 100 ms round.
+    let rx = second["rates"]["forwarder"][0]["rx_packets"]
+        .as_f64()
+        .unwrap();
+    assert!((1.0..=40.0).contains(&rx), "{second}");
+
     let table = String::from_utf8(vipactl(&["status"]).await.stdout).unwrap();
     for want in [
         "node fwd-a",

@@ -7,7 +7,10 @@
 //! API's JSON into tables.
 
 pub mod http;
+pub mod stats;
 pub mod table;
+
+pub use stats::render_stats;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +45,8 @@ Examples:
   vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
   vipactl crt --client 198.51.100.7 --json      one client's connections, as JSON
   vipactl stats                                 the daemon's and the forwarder's counters
+  vipactl stats --watch --interval 2            redraw every 2 s with per-second rates (Ctrl-C: exit 0)
+  vipactl stats --watch --json | jq .rates      one JSON object per line, with rates
   vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
   vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing
   vipactl --control http://fwd-b:9470 deactivate 192.0.2.10
@@ -125,11 +130,22 @@ pub enum Command {
     },
     /// The connections this node routes and their targets.
     Crt(CrtArgs),
-    /// The daemon's counters, and the forwarder's per worker and reason.
+    /// The daemon's counters, and the forwarder's per worker and reason; --watch for rates.
     Stats {
-        /// Print the API's JSON.
+        /// Print the API's JSON (with --watch: one object per line, with "rates").
         #[arg(long)]
         json: bool,
+        /// Redraw every interval with per-second rates, until Ctrl-C (exit code 0).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between samples with --watch.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 1.0,
+            requires = "watch"
+        )]
+        interval: f64,
     },
     /// Stop giving new connections to a target (or to every target of a VIPA:port); existing ones stay.
     Quiesce {
@@ -403,12 +419,25 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 print(out, &render_crt(&v, shown))
             }
         }
-        Command::Stats { json } => {
+        Command::Stats {
+            json,
+            watch,
+            interval,
+        } => {
+            if *watch {
+                if !(*interval >= 0.1 && *interval <= 3600.0) {
+                    return Err(usage(format!(
+                        "--interval {interval}: expected seconds in [0.1, 3600]"
+                    )));
+                }
+                let mut fetch = || c.call("GET", "/v1/counters", None);
+                return stats::watch(out, Duration::from_secs_f64(*interval), *json, &mut fetch);
+            }
             let v = c.call("GET", "/v1/counters", None)?;
             if *json {
                 print_json(out, &v)
             } else {
-                print(out, &render_stats(&v))
+                print(out, &render_stats(&v, None))
             }
         }
         Command::Quiesce { what } => write_quiesce(&c, out, what, true),
@@ -1069,51 +1098,6 @@ pub fn render_crt(v: &Value, shown: usize) -> String {
         ),
         _ => format!("{} connections\n", thousands(shown as u64)),
     });
-    s
-}
-
-/// `vipactl stats` as tables: the daemon's counters, then the forwarder's
-/// per reason (rows) and worker (columns).
-pub fn render_stats(v: &Value) -> String {
-    let mut s = format!(
-        "node {}\n\ncontrol plane (vipa-control)\n",
-        text(&v["node"])
-    );
-    let mut t = Table::new(&[("COUNTER", Align::Left), ("VALUE", Align::Right)]);
-    if let Some(m) = v["control"].as_object() {
-        for (k, val) in m {
-            t.row(vec![k.clone(), text(val)]);
-        }
-    }
-    s.push_str(&t.render());
-    s.push_str("\nforwarder (from its back channel)\n");
-    let Some(workers) = v["forwarder"].as_array() else {
-        s.push_str("no counters: no forwarder is attached to this daemon's snapshot channel\n");
-        return s;
-    };
-    let mut names: Vec<&String> = workers
-        .iter()
-        .filter_map(Value::as_object)
-        .flat_map(|m| m.keys())
-        .collect();
-    names.sort();
-    names.dedup();
-    let heads: Vec<String> = (0..workers.len()).map(|w| format!("WORKER {w}")).collect();
-    let mut cols: Vec<(&str, Align)> = vec![("COUNTER", Align::Left)];
-    cols.extend(heads.iter().map(|h| (h.as_str(), Align::Right)));
-    cols.push(("TOTAL", Align::Right));
-    let mut t = Table::new(&cols);
-    for n in names {
-        let vals: Vec<u64> = workers
-            .iter()
-            .map(|w| w[n.as_str()].as_u64().unwrap_or(0))
-            .collect();
-        let mut cells = vec![n.clone()];
-        cells.extend(vals.iter().map(|x| thousands(*x)));
-        cells.push(thousands(vals.iter().sum()));
-        t.row(cells);
-    }
-    s.push_str(&t.render());
     s
 }
 

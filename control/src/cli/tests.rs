@@ -17,6 +17,15 @@ fn parses_the_read_commands() {
             json: false
         }
     );
+    let c = cli(&["stats", "--watch", "--interval", "0.5", "--json"]).unwrap();
+    assert_eq!(
+        c.command,
+        Command::Stats {
+            json: true,
+            watch: true,
+            interval: 0.5
+        }
+    );
     // Global options after the subcommand too.
     let c = cli(&["stats", "--control", "10.0.0.1:1"]).unwrap();
     assert_eq!(c.control, "10.0.0.1:1");
@@ -99,6 +108,7 @@ fn bad_arguments_are_usage_errors() {
         &["crt", "--client", "nonsense"],
         &["crt", "--limit", "-1"],
         &["deactivate", "not-an-address"],
+        &["stats", "--interval", "2"], // without --watch
         &["frobnicate"],
         &[],
     ] {
@@ -251,7 +261,7 @@ fn filters_and_limits_the_crt() {
 fn renders_the_counters_per_worker_and_reason() {
     let v = json!({"node": "fwd-a", "control": {"frames_sent": 12, "new_flows": 1_000_000},
         "forwarder": [{"rx_packets": 10, "drop_no_vipa": 1}, {"rx_packets": 5}]});
-    let s = render_stats(&v);
+    let s = render_stats(&v, None);
     assert!(s.contains("new_flows    1,000,000\n"), "{s}");
     assert!(
         s.contains(
@@ -261,7 +271,10 @@ fn renders_the_counters_per_worker_and_reason() {
         ),
         "{s}"
     );
-    let s = render_stats(&json!({"node": "n", "control": {}, "forwarder": null}));
+    let s = render_stats(
+        &json!({"node": "n", "control": {}, "forwarder": null}),
+        None,
+    );
     assert!(s.contains("no forwarder is attached"), "{s}");
 }
 
@@ -393,4 +406,70 @@ fn renders_the_configuration() {
          (weight 0: draining, no new connections; a node that lists no candidates gives new connections to every target)\n"
     );
     assert!(render_config(&json!({"node": "n", "cluster": {}, "vipas": []})).contains("no VIPAs"));
+}
+
+#[test]
+fn rates_come_from_successive_samples() {
+    let before = json!({"node": "fwd-a", "control": {"frames_sent": 100, "new_flows": 7},
+        "forwarder": [{"rx_packets": 1_000, "drop_no_vipa": 4}, {"rx_packets": 500}]});
+    let after = json!({"node": "fwd-a", "control": {"frames_sent": 300, "new_flows": 7},
+        "forwarder": [{"rx_packets": 21_000, "drop_no_vipa": 5}, {"rx_packets": 100}]});
+    let r = stats::counter_rates(&before, &after, 2.0);
+    assert_eq!(r["control"]["frames_sent"], 100.0);
+    assert_eq!(r["control"]["new_flows"], 0.0);
+    assert_eq!(r["forwarder"][0]["rx_packets"], 10_000.0);
+    assert_eq!(r["forwarder"][0]["drop_no_vipa"], 0.5);
+    // Went down: the forwarder restarted; no rate rather than a wrong one.
+    assert_eq!(r["forwarder"][1]["rx_packets"], Value::Null);
+    // No forwarder in the later sample.
+    let gone = json!({"node": "fwd-a", "control": {}, "forwarder": null});
+    assert_eq!(
+        stats::counter_rates(&before, &gone, 1.0)["forwarder"],
+        Value::Null
+    );
+
+    let s = render_stats(&after, Some(&r));
+    assert!(s.contains("COUNTER      VALUE  PER SECOND\n"), "{s}");
+    assert!(s.contains("frames_sent    300         100\n"), "{s}");
+    assert!(
+        s.contains(
+            "COUNTER       WORKER 0 /s  WORKER 1 /s   TOTAL  TOTAL /s\n\
+             drop_no_vipa          0.5          0.0       5       0.5\n\
+             rx_packets         10,000            -  21,100         -\n"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_watch_redraws_and_a_later_failure_does_not_end_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = AtomicUsize::new(0);
+    let mut out = Vec::new();
+    // The third sample raises SIGINT as Ctrl-C would: the watch ends, 0.
+    let mut fetch = || {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        match n {
+            0 => Ok(json!({"node": "n", "control": {"c": 10}, "forwarder": null})),
+            1 => Err(refused("the daemon went away".into())),
+            _ => {
+                signal_hook::low_level::raise(signal_hook::consts::SIGINT).unwrap();
+                Ok(json!({"node": "n", "control": {"c": 30}, "forwarder": null}))
+            }
+        }
+    };
+    stats::watch(&mut out, Duration::from_millis(100), false, &mut fetch).unwrap();
+    let s = String::from_utf8(out).unwrap();
+    let screens: Vec<&str> = s.split(stats::CLEAR).filter(|x| !x.is_empty()).collect();
+    assert_eq!(screens.len(), 3, "{s}");
+    assert!(screens[0].contains("rates from the next sample on"), "{s}");
+    assert!(screens[1].contains("the daemon went away"), "{s}");
+    // Rates over the two good samples, about 0.2 s apart.
+    assert!(screens[2].contains("c           30"), "{s}");
+    assert!(screens[2].contains("PER SECOND"), "{s}");
+
+    // The first sample's failure is the command's.
+    let mut fail = || Err(refused("no".into()));
+    let e = stats::watch(&mut Vec::new(), Duration::from_millis(10), true, &mut fail).unwrap_err();
+    assert_eq!(e.code, EXIT_REFUSED);
 }
