@@ -50,6 +50,8 @@ Examples:
   vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
   vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing
   vipactl --control http://fwd-b:9470 deactivate 192.0.2.10
+  vipactl completions bash > /etc/bash_completion.d/vipactl
+  vipactl help stats                            a command's options and examples
 
 Exit codes:
   0   ok
@@ -58,6 +60,72 @@ Exit codes:
   2   the daemon is unreachable (not running? another address in its
       cluster.api? set --control or VIPA_CONTROL)
   64  usage: bad arguments";
+
+const STATUS_HELP: &str = "\
+Examples:
+  vipactl status                                this node
+  vipactl --control http://fwd-b:9470 status    another routing node
+  vipactl status --json | jq .forwarder         the forwarder's health, for a script
+
+The forwarder is ok while its loader's heartbeat is fresh (2 s) and every
+worker copies its counters (3.5 s); DOWN, STALLED or ABSENT say what to check.";
+
+const CONFIG_HELP: &str = "\
+Examples:
+  vipactl config
+  vipactl config --json | jq '.vipas[] | {vipa, owner, backups, moveable}'";
+
+const VIPA_HELP: &str = "\
+Examples:
+  vipactl vipa
+  vipactl vipa --json | jq -r '.vipas[] | select(.state == \"Active\") | .vipa'";
+
+const DPT_HELP: &str = "\
+Examples:
+  vipactl dpt                                   targets of the VIPAs this node owns
+  vipactl dpt --detail                          with candidate and epoch
+  vipactl dpt --json | jq .traffic              packets and bytes per target";
+
+const CRT_HELP: &str = "\
+Examples:
+  vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
+  vipactl crt --client 198.51.100.7             one client's connections
+  vipactl crt --client 198.51.100.7:40000       one connection
+  vipactl crt --target 10.20.0.11 --json | jq .matched";
+
+const STATS_HELP: &str = "\
+Examples:
+  vipactl stats                                 counters once
+  vipactl stats --watch                         redraw every second with rates; Ctrl-C to stop (exit 0)
+  vipactl stats --watch --interval 5
+  vipactl stats --watch --json | jq -c '.rates.forwarder'";
+
+const QUIESCE_HELP: &str = "\
+Examples:
+  vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
+  vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10 --service tcp/443
+  vipactl quiesce port 192.0.2.10:443           every target of the VIPA:port
+  vipactl quiesce port 192.0.2.10:53 --protocol udp --dry-run";
+
+const RESUME_HELP: &str = "\
+Examples:
+  vipactl resume target 10.20.0.11 --vipa 192.0.2.10
+  vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing";
+
+const DEACTIVATE_HELP: &str = "\
+Examples:
+  vipactl deactivate 192.0.2.10                 a backup takes the VIPA over (manual takeover)
+  vipactl deactivate 192.0.2.10 --dry-run";
+
+const REACTIVATE_HELP: &str = "\
+Examples:
+  vipactl reactivate 192.0.2.10                 this node may own it again (takeback, per moveable)";
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  vipactl completions bash > /etc/bash_completion.d/vipactl
+  vipactl completions zsh > \"${fpath[1]}/_vipactl\"
+  vipactl completions fish > ~/.config/fish/completions/vipactl.fish";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -86,12 +154,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug, PartialEq)]
 pub enum Command {
     /// This node on one screen: its VIPAs, its forwarder's health, the snapshot, peers and agents.
+    #[command(after_help = STATUS_HELP)]
     Status {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
     },
     /// The configuration the daemon runs with: per VIPA owner, ranked backups, moveable, targets and weights, candidates per routing node.
+    #[command(after_help = CONFIG_HELP)]
     Config {
         /// Print the API's JSON.
         #[arg(long)]
@@ -109,6 +179,7 @@ pub enum Command {
     /// connection table over with the VIPA, so nothing drains on the old
     /// owner. --json also has the daemon's own word (role: owner, claiming,
     /// idle) and since_unix_ms.
+    #[command(after_help = VIPA_HELP)]
     Vipa {
         /// Print the API's JSON.
         #[arg(long)]
@@ -120,6 +191,7 @@ pub enum Command {
     /// flows not yet confirmed). The forwarder counts per target, over
     /// every VIPA:port of it, since it started: connections (flows it
     /// created), packets and bytes (inner packets) sent to the target.
+    #[command(after_help = DPT_HELP)]
     Dpt {
         /// Also the epoch and whether each target is a candidate.
         #[arg(long)]
@@ -129,8 +201,10 @@ pub enum Command {
         json: bool,
     },
     /// The connections this node routes and their targets.
+    #[command(after_help = CRT_HELP)]
     Crt(CrtArgs),
     /// The daemon's counters, and the forwarder's per worker and reason; --watch for rates.
+    #[command(after_help = STATS_HELP)]
     Stats {
         /// Print the API's JSON (with --watch: one object per line, with "rates").
         #[arg(long)]
@@ -148,6 +222,7 @@ pub enum Command {
         interval: f64,
     },
     /// Stop giving new connections to a target (or to every target of a VIPA:port); existing ones stay.
+    #[command(after_help = QUIESCE_HELP)]
     Quiesce {
         /// What to quiesce.
         #[command(subcommand)]
@@ -158,15 +233,24 @@ pub enum Command {
     /// The agent keeps a quiesce of a whole target and a quiesce of one
     /// service apart: resume the way you quiesced (`resume port` does not
     /// undo `quiesce target`, nor the other way round).
+    #[command(after_help = RESUME_HELP)]
     Resume {
         /// What to resume.
         #[command(subcommand)]
         what: What,
     },
     /// This node gives the VIPA up (a backup takes it) and does not claim it until reactivated.
+    #[command(after_help = DEACTIVATE_HELP)]
     Deactivate(VipaArg),
     /// This node takes part in owning the VIPA again.
+    #[command(after_help = REACTIVATE_HELP)]
     Reactivate(VipaArg),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `crt` filters.
@@ -366,6 +450,15 @@ fn print(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
 }
 
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    // Needs no daemon.
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "vipactl", &mut script);
+        return out
+            .write_all(&script)
+            .map_err(|e| refused(format!("writing the output: {e}")));
+    }
     let ep = Endpoint::parse(&cli.control).map_err(|e| usage(format!("--control: {e}")))?;
     if !(cli.timeout > 0.0 && cli.timeout <= 3600.0) {
         return Err(usage(format!(
@@ -444,6 +537,7 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Resume { what } => write_quiesce(&c, out, what, false),
         Command::Deactivate(a) => write_deactivate(&c, out, a, true),
         Command::Reactivate(a) => write_deactivate(&c, out, a, false),
+        Command::Completions { .. } => Ok(()),
     }
 }
 

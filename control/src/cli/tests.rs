@@ -473,3 +473,42 @@ fn a_watch_redraws_and_a_later_failure_does_not_end_it() {
     let e = stats::watch(&mut Vec::new(), Duration::from_millis(10), true, &mut fail).unwrap_err();
     assert_eq!(e.code, EXIT_REFUSED);
 }
+
+#[test]
+fn every_command_has_help_with_examples() {
+    use clap::CommandFactory;
+    let mut top = Cli::command();
+    top.build();
+    for sub in top.get_subcommands_mut() {
+        let name = sub.get_name().to_owned();
+        if name == "help" {
+            continue;
+        }
+        let help = sub.render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{name}: {help}");
+        assert!(
+            help.contains(&format!("vipactl {name}")),
+            "{name}'s examples use it: {help}"
+        );
+    }
+}
+
+#[test]
+fn completions_need_no_daemon() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef vipactl"),
+        ("fish", "complete -c vipactl"),
+    ] {
+        // An address nothing listens on: completions must not ask it.
+        let c = cli(&["--control", "http://127.0.0.1:1", "completions", shell]).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(run(&c, &mut out), EXIT_OK, "{shell}");
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in ["status", "quiesce", "watch", "dry-run"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    assert!(cli(&["completions", "tcsh"]).is_err());
+}
