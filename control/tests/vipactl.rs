@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use vipa_control::agent::discovery::{Inventory, Listener};
+use vipa_control::agent::discovery::{Connection, Inventory, Listener};
 use vipa_control::daemon::agent::{self, AgentOptions, Source};
 use vipa_control::snapshot::SharedWords;
 use vipa_proto::config::{Config, L4Protocol};
@@ -228,6 +228,13 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
             protocol: L4Protocol::Tcp,
             service: SocketAddr::new(VIPA.parse().unwrap(), 80),
         });
+        // One established connection on the first target: the CRT's.
+        if last == 11 {
+            inv.connections.insert(Connection {
+                service: SocketAddr::new(VIPA.parse().unwrap(), 80),
+                client: "198.51.100.7:40000".parse().unwrap(),
+            });
+        }
         let opts = AgentOptions {
             config: cfg.clone(),
             address: ip(last),
@@ -308,9 +315,23 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     let d = json(&["dpt", "--json"]).await;
     assert_eq!(d["dpt"][0]["service"], "tcp/80");
 
-    // crt --json and stats --json parse.
-    let c = json(&["crt", "--json"]).await;
-    assert!(c["crt"].is_array(), "{c}");
+    // crt --json: the agent's connection, with its age here.
+    let c = until(
+        "the CRT has the connection",
+        Duration::from_secs(10),
+        || async {
+            let c = json(&["crt", "--json"]).await;
+            (c["crt"].as_array().map(Vec::len) == Some(1)).then_some(c)
+        },
+    )
+    .await;
+    let row = &c["crt"][0];
+    assert_eq!(row["client"], "198.51.100.7:40000");
+    assert_eq!(row["target"], ip(11).to_string());
+    assert!(
+        row["age_ms"].is_u64() && row["since_unix_ms"].is_u64(),
+        "{c}"
+    );
     let c = json(&["crt", "--json", "--limit", "1"]).await;
     assert!(c["matched"].is_u64(), "{c}");
     let s = json(&["stats", "--json"]).await;

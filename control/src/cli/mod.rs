@@ -200,7 +200,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The connections this node routes and their targets.
+    /// The connections this node routes: client -> VIPA:port -> target, with age.
+    ///
+    /// The age is how long this node has had the connection in its CRT:
+    /// since the agent reported it or the forwarder created it, or since
+    /// this node took the VIPA over for connections older than that.
     #[command(after_help = CRT_HELP)]
     Crt(CrtArgs),
     /// The daemon's counters, and the forwarder's per worker and reason; --watch for rates.
@@ -1161,15 +1165,17 @@ pub fn filter_crt(v: &Value, a: &CrtArgs) -> (Value, usize) {
 /// `vipactl crt` as a table (from [`filter_crt`]'s JSON).
 pub fn render_crt(v: &Value, shown: usize) -> String {
     let mut t = Table::new(&[
-        ("VIPA:PORT", Align::Left),
         ("CLIENT", Align::Left),
+        ("VIPA:PORT", Align::Left),
         ("TARGET", Align::Left),
+        ("AGE", Align::Right),
     ]);
     for r in rows(v, "crt") {
         t.row(vec![
-            vipa_port(&r["vipa"], &r["service"]),
             text(&r["client"]),
+            vipa_port(&r["vipa"], &r["service"]),
             text(&r["target"]),
+            r["age_ms"].as_u64().map_or_else(|| "-".to_owned(), age),
         ]);
     }
     let mut s = format!("node {}\n", text(&v["node"]));

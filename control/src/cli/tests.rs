@@ -201,7 +201,7 @@ fn renders_the_vipas() {
 
 fn crt_json() -> Value {
     json!({"node": "fwd-a", "crt": [
-        {"vipa": "192.0.2.10", "service": "tcp/80", "client": "198.51.100.7:40000", "target": "10.20.0.11"},
+        {"vipa": "192.0.2.10", "service": "tcp/80", "client": "198.51.100.7:40000", "target": "10.20.0.11", "age_ms": 75_000},
         {"vipa": "192.0.2.10", "service": "tcp/80", "client": "198.51.100.7:40001", "target": "10.20.0.12"},
         {"vipa": "192.0.2.20", "service": "tcp/443", "client": "198.51.100.8:5", "target": "10.20.0.11"},
     ]})
@@ -243,8 +243,8 @@ fn filters_and_limits_the_crt() {
     assert_eq!(
         render_crt(&v, n),
         "node fwd-a\n\
-         VIPA:PORT          CLIENT              TARGET\n\
-         192.0.2.10:80/tcp  198.51.100.7:40000  10.20.0.11\n\
+         CLIENT              VIPA:PORT          TARGET         AGE\n\
+         198.51.100.7:40000  192.0.2.10:80/tcp  10.20.0.11  1m 15s\n\
          showing 1 of 2 matching connections (3 in the CRT); raise --limit for more\n"
     );
     let client = parse_client("198.51.100.7:40001").unwrap();

@@ -7,7 +7,7 @@
 //! | GET | `/v1/config` | the configuration as understood (defaults filled in): the cluster's nodes and timing; per VIPA services, owner, ranked backups, moveable, distribution, table size, targets and weights, and per routing node that may own it the candidate targets it gives new connections to |
 //! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
 //! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections (active: in the CRT); per target of those, what the forwarder did for it since it started (`traffic`: connections created, packets, bytes; `null` without a forwarder) |
-//! | GET | `/v1/crt` | every connection this node routes and its target |
+//! | GET | `/v1/crt` | every connection this node routes, its target, and since when this node has it in its CRT (`since_unix_ms`, `age_ms`) |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
 //! | POST | `/v1/quiesce`, `/v1/resume` | body `{"vipa", "target"?, "service"?}`: one target (or every target) of the VIPA, one service (or all) |
 //! | POST | `/v1/deactivate`, `/v1/reactivate` | body `{"vipa"}`: this node gives the VIPA up / takes part again |
@@ -332,17 +332,23 @@ fn dpt(core: &Core) -> Value {
 }
 
 fn crt(core: &Core) -> Value {
+    let now = unix_ms(SystemTime::now());
     let rows: Vec<Value> = core
         .routed
         .vipas
         .iter()
-        .flat_map(|v| {
-            v.crt.iter().map(move |(c, t)| {
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let since = core.crt_since.get(i).map_or(&[][..], Vec::as_slice);
+            v.crt.iter().enumerate().map(move |(k, (c, t))| {
+                let since = since.get(k).copied();
                 json!({
                     "vipa": v.address,
                     "service": c.service.to_string(),
                     "client": c.client,
                     "target": t,
+                    "since_unix_ms": since,
+                    "age_ms": since.map(|s| now.saturating_sub(s)),
                 })
             })
         })

@@ -108,6 +108,9 @@ pub struct Core {
     pub(crate) heard: BTreeMap<Peer, Heard>,
     /// The last snapshot the state machine asked for.
     pub(crate) routed: Snapshot,
+    /// Parallel to `routed.vipas[i].crt`: when each connection entered
+    /// this node's CRT (wall clock, ms since the Unix epoch).
+    pub(crate) crt_since: Vec<Vec<u64>>,
     pub(crate) stats: CoreStats,
     pub(crate) net: Arc<NetStats>,
 }
@@ -176,6 +179,7 @@ impl Core {
             started,
             heard: BTreeMap::new(),
             routed: Snapshot::default(),
+            crt_since: Vec::new(),
             stats: CoreStats::default(),
             net,
         }
@@ -197,6 +201,7 @@ impl Core {
     fn event(&mut self, e: Event) {
         match e {
             Event::PublishSnapshot(s) => {
+                self.crt_since = carry_since(&self.routed, &self.crt_since, &s, super::wall_ms());
                 self.routed = s;
                 self.publish();
             }
@@ -349,6 +354,47 @@ impl Core {
     pub fn snapshot_channel(&self) -> Option<&str> {
         self.prefix.as_deref()
     }
+}
+
+/// When each connection of `new` entered the CRT: carried over from `old`
+/// (whose times are `old_since`) for the connections it had, `now` for the
+/// others.
+///
+/// Both CRTs are sorted by connection (the state machine's promise), so one
+/// merge walk per VIPA does it, with no hashing: this runs on every
+/// publication, next to writing the whole snapshot.
+pub(crate) fn carry_since(
+    old: &Snapshot,
+    old_since: &[Vec<u64>],
+    new: &Snapshot,
+    now: u64,
+) -> Vec<Vec<u64>> {
+    new.vipas
+        .iter()
+        .map(|v| {
+            let prev = old.vipas.iter().position(|o| o.address == v.address);
+            let (crt, since): (&[_], &[u64]) = match prev {
+                Some(i) => (
+                    &old.vipas[i].crt,
+                    old_since.get(i).map_or(&[], Vec::as_slice),
+                ),
+                None => (&[], &[]),
+            };
+            let mut j = 0;
+            v.crt
+                .iter()
+                .map(|(conn, _)| {
+                    while j < crt.len() && crt[j].0 < *conn {
+                        j += 1;
+                    }
+                    match crt.get(j) {
+                        Some((c, _)) if c == conn => since.get(j).copied().unwrap_or(now),
+                        _ => now,
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The configuration's peers, for the transport.
@@ -518,4 +564,54 @@ pub async fn run(
     }
     tracing::info!("vipa-control {name} stopping");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::OwnedVipa;
+    use vipa_proto::config::{L4Protocol, Service};
+    use vipa_proto::ctl::{Connection, Epoch};
+
+    fn conn(port: u16) -> Connection {
+        Connection {
+            client: SocketAddr::new([198, 51, 100, 7].into(), port),
+            service: Service {
+                protocol: L4Protocol::Tcp,
+                port: 80,
+            },
+        }
+    }
+
+    fn snap(ports: &[u16]) -> Snapshot {
+        Snapshot {
+            vipas: vec![OwnedVipa {
+                address: [192, 0, 2, 10].into(),
+                epoch: Epoch::new(1, 0),
+                services: Vec::new(),
+                crt: ports
+                    .iter()
+                    .map(|&p| (conn(p), IpAddr::from([10, 20, 0, 11])))
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn crt_ages_carry_over_publications() {
+        let a = snap(&[1, 3, 5]);
+        let since_a = carry_since(&Snapshot::default(), &[], &a, 100);
+        assert_eq!(since_a, [[100, 100, 100]]);
+        // 3 ends, 2 and 6 begin: the others keep their time.
+        let b = snap(&[1, 2, 5, 6]);
+        let since_b = carry_since(&a, &since_a, &b, 200);
+        assert_eq!(since_b, [[100, 200, 100, 200]]);
+        // The VIPA given up and taken again: everything is new.
+        let gone = carry_since(&b, &since_b, &Snapshot::default(), 300);
+        assert!(gone.is_empty());
+        assert_eq!(
+            carry_since(&Snapshot::default(), &gone, &b, 400),
+            [[400; 4]]
+        );
+    }
 }
