@@ -1075,6 +1075,10 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> (Counters, QueueCounters) {
     let mut worker = Worker::with_neighbors(ctx.queues, ctx.tables, ctx.neighbors, ctx.index == 0);
     if let Some((slot, back)) = &ctx.follow {
         worker.follow(Arc::clone(slot), ctx.index);
+        // A worker that starts on the slot's current generation never
+        // switches to it, so it would never acknowledge it: say now which
+        // one it uses (the back channel shows it to vipa-control).
+        slot.ack(ctx.index, worker.generation());
         worker.pipeline.flow_events = Some(FlowEventSink::new(Arc::clone(back), ctx.index));
     }
     let _ = ctx.ready.send(Ready {

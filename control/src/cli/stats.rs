@@ -124,11 +124,18 @@ pub fn render_stats(v: &Value, rates: Option<&Value>) -> String {
         cols.push(("TOTAL /s", Align::Right));
     }
     let mut t = Table::new(&cols);
+    let mut quiet = 0;
     for n in names {
         let vals: Vec<u64> = workers
             .iter()
             .map(|w| w[n.as_str()].as_u64().unwrap_or(0))
             .collect();
+        // Watching, a screen has room for what moves: counters still at 0
+        // are left out (and counted below).
+        if rates.is_some() && vals.iter().all(|&x| x == 0) {
+            quiet += 1;
+            continue;
+        }
         let mut cells = vec![n.clone()];
         match rates {
             Some(r) => {
@@ -155,6 +162,11 @@ pub fn render_stats(v: &Value, rates: Option<&Value>) -> String {
         t.row(cells);
     }
     s.push_str(&t.render());
+    if quiet > 0 {
+        s.push_str(&format!(
+            "({quiet} counters still at 0 not shown; vipactl stats shows all)\n"
+        ));
+    }
     s
 }
 

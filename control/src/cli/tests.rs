@@ -413,7 +413,7 @@ fn rates_come_from_successive_samples() {
     let before = json!({"node": "fwd-a", "control": {"frames_sent": 100, "new_flows": 7},
         "forwarder": [{"rx_packets": 1_000, "drop_no_vipa": 4}, {"rx_packets": 500}]});
     let after = json!({"node": "fwd-a", "control": {"frames_sent": 300, "new_flows": 7},
-        "forwarder": [{"rx_packets": 21_000, "drop_no_vipa": 5}, {"rx_packets": 100}]});
+        "forwarder": [{"rx_packets": 21_000, "drop_no_vipa": 5, "drop_tx_full": 0}, {"rx_packets": 100}]});
     let r = stats::counter_rates(&before, &after, 2.0);
     assert_eq!(r["control"]["frames_sent"], 100.0);
     assert_eq!(r["control"]["new_flows"], 0.0);
@@ -435,10 +435,12 @@ fn rates_come_from_successive_samples() {
         s.contains(
             "COUNTER       WORKER 0 /s  WORKER 1 /s   TOTAL  TOTAL /s\n\
              drop_no_vipa          0.5          0.0       5       0.5\n\
-             rx_packets         10,000            -  21,100         -\n"
+             rx_packets         10,000            -  21,100         -\n\
+             (1 counters still at 0 not shown; vipactl stats shows all)\n"
         ),
         "{s}"
     );
+    assert!(render_stats(&after, None).contains("drop_tx_full"));
 }
 
 #[test]

@@ -43,6 +43,9 @@ use vipa_proto::ctl::Message;
 pub const BACK_POLL: Duration = Duration::from_millis(10);
 /// New-flow events taken per tick.
 const EVENTS_PER_TICK: usize = 4096;
+/// How often the daemon looks whether a restarted forwarder replaced its
+/// back channel (one `stat`).
+const BACK_RECHECK_MS: u64 = 500;
 
 /// What `vipa-control` runs with.
 #[derive(Debug, Clone)]
@@ -100,6 +103,8 @@ pub struct Core {
     back_worked: bool,
     /// Why the back channel cannot be read, when it cannot.
     back_error: Option<String>,
+    /// When the daemon last looked whether the back channel was replaced.
+    back_checked: u64,
     /// When each forwarder worker last moved (for its health).
     pub(crate) watch: Watch,
     /// When the daemon started (wall clock).
@@ -175,6 +180,7 @@ impl Core {
             back: None,
             back_worked: false,
             back_error: None,
+            back_checked: 0,
             watch: Watch::default(),
             started,
             heard: BTreeMap::new(),
@@ -269,6 +275,19 @@ impl Core {
         let Some(prefix) = &self.prefix else {
             return;
         };
+        if now >= self.back_checked + BACK_RECHECK_MS {
+            self.back_checked = now;
+            if self.back.as_ref().is_some_and(BackReader::replaced) {
+                // The forwarder restarted: its new events, counters and
+                // heartbeat are in the new object.
+                tracing::info!(
+                    "the forwarder's back channel {prefix}.back was replaced (a forwarder started): reading the new one"
+                );
+                self.back = None;
+                self.back_worked = false;
+                self.watch.reset();
+            }
+        }
         if self.back.is_none() {
             // The forwarder creates it; until then there is nothing to read.
             match BackReader::open_prefix(prefix) {

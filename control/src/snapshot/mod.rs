@@ -198,14 +198,40 @@ pub struct WorkerState {
 #[derive(Debug)]
 pub struct BackReader {
     shm: SharedWords,
+    path: PathBuf,
+    /// The object mapped: (device, inode), from before it was opened.
+    object: (u64, u64),
+}
+
+/// The (device, inode) of the file at `path`.
+fn object_of(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl BackReader {
     /// Maps the back channel at `path` (`<prefix>.back`).
     pub fn open(path: &str) -> io::Result<Self> {
+        let path = PathBuf::from(path);
+        // Noted before the open: if a new object replaces the old one in
+        // between, the reader maps the new one under the old one's
+        // identity, and `replaced` makes it open again; the other order
+        // could keep the old mapping for ever.
+        let object = object_of(&path)?;
         Ok(BackReader {
-            shm: SharedWords::open(std::path::Path::new(path))?,
+            shm: SharedWords::open(&path)?,
+            path,
+            object,
         })
+    }
+
+    /// Whether the name now holds another object than the one mapped: a
+    /// forwarder that starts creates its back channel afresh (a reader of
+    /// the old one keeps its mapping, which nobody writes any more). True
+    /// also when the name is gone.
+    pub fn replaced(&self) -> bool {
+        object_of(&self.path).map_or(true, |o| o != self.object)
     }
 
     /// Maps the back channel of channel `prefix`.

@@ -164,4 +164,12 @@ fn back_reader_reads_counters_and_events() {
         )
     );
     let _: &[AtomicU64] = r.shm.words();
+
+    // A forwarder that starts again creates a new object under the name.
+    assert!(!r.replaced());
+    let _ = std::fs::remove_file(names.back());
+    assert!(r.replaced(), "name gone");
+    let _again = SharedWords::create_for_test(&names.back(), layout.bytes() + 64);
+    assert!(r.replaced(), "another object");
+    assert!(!BackReader::open_prefix(&p).unwrap().replaced());
 }
