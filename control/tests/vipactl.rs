@@ -2,16 +2,23 @@
 //! two agents (in this process, with fixed listeners instead of sock_diag)
 //! on loopback addresses of their own: the read commands' `--json` parse,
 //! `quiesce` and `resume` change what `dpt --json` reports, `--dry-run`
-//! sends nothing, and an unreachable daemon is exit code 2.
+//! sends nothing, and an unreachable daemon is exit code 2. The test
+//! plays the forwarder's part of the back channel ([`FakeForwarder`]), so
+//! `status` has a forwarder to judge.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use vipa_control::agent::discovery::{Inventory, Listener};
+use vipa_control::agent::discovery::{Connection, Inventory, Listener};
 use vipa_control::daemon::agent::{self, AgentOptions, Source};
+use vipa_control::snapshot::SharedWords;
 use vipa_proto::config::{Config, L4Protocol};
+use vipa_proto::snapshot::back::{Back, Identity, Layout, LoaderFigures};
+use vipa_proto::snapshot::head::{Head, Names};
 
 /// A second octet of 127/8 of this test's own (daemon.rs and agent_run.rs
 /// use 20..=219).
@@ -76,6 +83,83 @@ impl Drop for Daemon {
 
 fn api() -> String {
     format!("http://{}", SocketAddr::new(ip(1), 9470))
+}
+
+/// Packets and bytes the fake forwarder adds to target slot 0 per round.
+const PACKETS_PER_ROUND: u64 = 10;
+const BYTES_PER_ROUND: u64 = 1_500;
+
+/// The forwarder's end of the back channel, as `vipa-forwarder run
+/// --snapshot` keeps it: a loader heartbeat, the generation the workers use
+/// (the head's), counters copied every round with a moving stamp, and
+/// traffic to target slot 0. Stops when dropped.
+struct FakeForwarder {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeForwarder {
+    fn start(prefix: &str) -> Self {
+        let names = Names::new(prefix);
+        let layout = Layout {
+            workers: 2,
+            counters: 2,
+            target_slots: 4,
+            ring_capacity: 8,
+            names_bytes: 0,
+        };
+        let back = SharedWords::create(&names.back(), layout.bytes() + 64).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let wall = || {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64
+            };
+            let b = Back::init(back.words(), layout, &["rx_packets", "tx_packets"]).unwrap();
+            b.set_identity(&Identity {
+                pid: u64::from(std::process::id()),
+                started_unix_ms: wall(),
+                backend: "test-fake".into(),
+            });
+            let mut round = 0u64;
+            while !stopping.load(Ordering::Relaxed) {
+                round += 1;
+                let generation = SharedWords::open(&names.head())
+                    .ok()
+                    .and_then(|h| Head::open(h.words()).ok().map(|h| h.generation()))
+                    .unwrap_or(0);
+                for w in 0..2 {
+                    b.set_worker_generation(w, generation);
+                    let slot0 = [PACKETS_PER_ROUND * round, BYTES_PER_ROUND * round, 1];
+                    b.publish_counters(w, round, &[round, round], [slot0].into_iter());
+                }
+                b.set_loader(&LoaderFigures {
+                    generation,
+                    loaded: generation,
+                    heartbeat: round,
+                    heartbeat_unix_ms: wall(),
+                    ..LoaderFigures::default()
+                });
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        FakeForwarder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeForwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Runs vipactl against the test's daemon.
@@ -144,6 +228,13 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
             protocol: L4Protocol::Tcp,
             service: SocketAddr::new(VIPA.parse().unwrap(), 80),
         });
+        // One established connection on the first target: the CRT's.
+        if last == 11 {
+            inv.connections.insert(Connection {
+                service: SocketAddr::new(VIPA.parse().unwrap(), 80),
+                client: "198.51.100.7:40000".parse().unwrap(),
+            });
+        }
         let opts = AgentOptions {
             config: cfg.clone(),
             address: ip(last),
@@ -160,18 +251,36 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("fwd-a.toml");
     std::fs::write(&path, config()).unwrap();
+    let prefix = dir.join("snap").to_string_lossy().into_owned();
     let child = Command::new(env!("CARGO_BIN_EXE_vipa-control"))
         .arg("--config")
         .arg(&path)
         .arg("--api")
         .arg(SocketAddr::new(ip(1), 9470).to_string())
         .arg("--snapshot")
-        .arg(dir.join("snap"))
+        .arg(&prefix)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let _daemon = Daemon { child, dir };
+
+    // status --json before a forwarder: it says none reports, and why.
+    let s = until("the API answers", Duration::from_secs(15), || async {
+        let o = vipactl(&["status", "--json"]).await;
+        serde_json::from_slice::<Value>(&o.stdout).ok()
+    })
+    .await;
+    assert_eq!(s["node"], "fwd-a");
+    assert_eq!(s["forwarder"]["attached"], false, "{s}");
+    assert!(
+        s["forwarder"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("vipa-forwarder run --snapshot"),
+        "{s}"
+    );
+    let _forwarder = FakeForwarder::start(&prefix);
 
     // vipa --json: the API's JSON; the node becomes the owner.
     until("fwd-a owns the VIPA", Duration::from_secs(15), || async {
@@ -184,10 +293,12 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     assert_eq!(v["node"], "fwd-a");
     assert_eq!(v["vipas"][0]["vipa"], VIPA);
     assert!(v["vipas"][0]["for_ms"].is_u64(), "{v}");
+    assert!(v["vipas"][0]["since_unix_ms"].is_u64(), "{v}");
+    assert_eq!(v["vipas"][0]["state"], "Active");
     let table = vipactl(&["vipa"]).await;
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(
-        table.contains("ROLE HERE") && table.contains("owner"),
+        table.contains("STATE HERE") && table.contains("Active"),
         "{table}"
     );
 
@@ -204,13 +315,140 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     let d = json(&["dpt", "--json"]).await;
     assert_eq!(d["dpt"][0]["service"], "tcp/80");
 
-    // crt --json and stats --json parse.
-    let c = json(&["crt", "--json"]).await;
-    assert!(c["crt"].is_array(), "{c}");
+    // crt --json: the agent's connection, with its age here.
+    let c = until(
+        "the CRT has the connection",
+        Duration::from_secs(10),
+        || async {
+            let c = json(&["crt", "--json"]).await;
+            (c["crt"].as_array().map(Vec::len) == Some(1)).then_some(c)
+        },
+    )
+    .await;
+    let row = &c["crt"][0];
+    assert_eq!(row["client"], "198.51.100.7:40000");
+    assert_eq!(row["target"], ip(11).to_string());
+    assert!(
+        row["age_ms"].is_u64() && row["since_unix_ms"].is_u64(),
+        "{c}"
+    );
     let c = json(&["crt", "--json", "--limit", "1"]).await;
     assert!(c["matched"].is_u64(), "{c}");
     let s = json(&["stats", "--json"]).await;
     assert!(s["control"]["snapshot_generation"].is_u64(), "{s}");
+
+    // config --json: the configuration as the daemon understood it.
+    let c = json(&["config", "--json"]).await;
+    assert_eq!(c["vipas"][0]["vipa"], VIPA);
+    assert_eq!(c["vipas"][0]["owner"], "fwd-a");
+    assert_eq!(c["vipas"][0]["moveable"], "immediate");
+    assert_eq!(c["vipas"][0]["targets"][0]["weight"], 1);
+    assert_eq!(c["vipas"][0]["candidates"][0]["every_target"], true);
+    let table = String::from_utf8(vipactl(&["config"]).await.stdout).unwrap();
+    assert!(table.contains("NEW CONNECTIONS FROM"), "{table}");
+
+    // status --json: the VIPA is Active here, the forwarder healthy and on
+    // the generation published, both agents have reported.
+    let s = until(
+        "status shows a healthy forwarder in sync and both agents",
+        Duration::from_secs(10),
+        || async {
+            let s = json(&["status", "--json"]).await;
+            let f = &s["forwarder"];
+            let agents_reported = s["agents"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|a| a["last_report_ms"].is_u64()));
+            (f["health"] == "ok" && f["in_sync"] == true && agents_reported).then_some(s)
+        },
+    )
+    .await;
+    let v = &s["vipas"][0];
+    assert_eq!(
+        (&v["state"], &v["role"]),
+        (&"Active".into(), &"owner".into())
+    );
+    assert_eq!((&v["targets"], &v["targets_ready"]), (&2.into(), &2.into()));
+    let f = &s["forwarder"];
+    assert_eq!(f["backend"], "test-fake");
+    assert_eq!(f["workers"], 2);
+    assert!(f["heartbeat_age_ms"].as_u64().unwrap() < 2_000, "{s}");
+    assert_eq!(f["generation_loaded"], s["snapshot"]["generation"]);
+    assert!(s["snapshot"]["age_ms"].is_u64(), "{s}");
+    assert!(s["uptime_ms"].is_u64(), "{s}");
+    assert_eq!(s["peers"].as_array().map(Vec::len), Some(0), "one node");
+    // dpt --json: what the forwarder sent each target, summed over its
+    // workers (slot 0 is the first target of the configuration).
+    let d = json(&["dpt", "--json"]).await;
+    let traffic = d["traffic"].as_array().expect("a forwarder reports");
+    let t11 = &traffic[0];
+    assert_eq!(t11["target"], ip(11).to_string());
+    let packets = t11["packets"].as_u64().unwrap();
+    assert!(packets >= 2 * PACKETS_PER_ROUND, "{d}");
+    assert_eq!(
+        t11["bytes"].as_u64().unwrap() * PACKETS_PER_ROUND,
+        packets * BYTES_PER_ROUND,
+        "{d}"
+    );
+    assert_eq!(t11["connections_total"], 2, "{d}");
+    assert_eq!(traffic[1]["packets"], 0, "{d}");
+    let table = String::from_utf8(vipactl(&["dpt"]).await.stdout).unwrap();
+    assert!(
+        table.contains("ACTIVE CONNECTIONS") && table.contains("BYTES"),
+        "{table}"
+    );
+
+    // stats --watch --json: a JSON object per line, rates from the second
+    // on; Ctrl-C (SIGINT) ends it with exit code 0.
+    let lines = tokio::task::spawn_blocking(|| {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vipactl"))
+            .env("VIPA_CONTROL", api())
+            .args(["stats", "--watch", "--json", "--interval", "0.2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut l = String::new();
+            out.read_line(&mut l).unwrap();
+            lines.push(l);
+        }
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped
+        // yet (so it cannot name another process) and a valid signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let status = child.wait().unwrap();
+        (lines, status)
+    })
+    .await
+    .unwrap();
+    let (lines, status) = lines;
+    assert_eq!(status.code(), Some(0), "Ctrl-C ends a watch: 0");
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    let second: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(first["rates"], Value::Null);
+    assert!(first["forwarder"].is_array(), "{first}");
+    assert!(
+        second["rates"]["control"]["frames_received"].is_f64(),
+        "{second}"
+    );
+    assert!(second["interval_s"].as_f64().unwrap() >= 0.2, "{second}");
+    // The fake forwarder counts 1 rx packet per worker per 100 ms round.
+    let rx = second["rates"]["forwarder"][0]["rx_packets"]
+        .as_f64()
+        .unwrap();
+    assert!((1.0..=40.0).contains(&rx), "{second}");
+
+    let table = String::from_utf8(vipactl(&["status"]).await.stdout).unwrap();
+    for want in [
+        "node fwd-a",
+        "Active",
+        "forwarder  ok: test-fake, 2 workers",
+        "AGENT",
+    ] {
+        assert!(table.contains(want), "{want}: {table}");
+    }
 
     // --dry-run sends nothing.
     let t11 = ip(11).to_string();

@@ -858,6 +858,7 @@ where
             path: path.clone(),
             source,
         })?;
+        back.set_identity(&backend_name(config));
         let back = Arc::new(back);
         let slot = Arc::new(TableSlot::new(
             Generation {
@@ -1074,6 +1075,10 @@ fn worker_main<Q: PortQueue>(ctx: WorkerCtx<Q>) -> (Counters, QueueCounters) {
     let mut worker = Worker::with_neighbors(ctx.queues, ctx.tables, ctx.neighbors, ctx.index == 0);
     if let Some((slot, back)) = &ctx.follow {
         worker.follow(Arc::clone(slot), ctx.index);
+        // A worker that starts on the slot's current generation never
+        // switches to it, so it would never acknowledge it: say now which
+        // one it uses (the back channel shows it to vipa-control).
+        slot.ack(ctx.index, worker.generation());
         worker.pipeline.flow_events = Some(FlowEventSink::new(Arc::clone(back), ctx.index));
     }
     let _ = ctx.ready.send(Ready {
@@ -1139,6 +1144,15 @@ fn write_stats(path: &Path, report: &RunReport) -> std::io::Result<()> {
     let json = serde_json::to_vec(report).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, path)
+}
+
+/// The backend the ports run on, as the configuration names it.
+fn backend_name(config: &Config) -> String {
+    config
+        .ports
+        .first()
+        .map_or(Backend::default(), |p| p.backend)
+        .to_string()
 }
 
 /// The start-up summary: backend, ports, cores, VIPAs, flow table.

@@ -7,7 +7,10 @@
 //! API's JSON into tables.
 
 pub mod http;
+pub mod stats;
 pub mod table;
+
+pub use stats::render_stats;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use http::{Endpoint, HttpError};
-use table::{thousands, Align, Table};
+use table::{bytes, thousands, Align, Table};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -35,14 +38,20 @@ pub const DEFAULT_CONTROL: &str = "http://127.0.0.1:9470";
 
 const AFTER_HELP: &str = "\
 Examples:
+  vipactl status                                this node on one screen: VIPAs, forwarder, peers, agents
   vipactl vipa                                  who owns each VIPA, with which epoch
+  vipactl config                                the VIPAs as configured: owner, backups, targets
   vipactl dpt --detail                          every target of every owned VIPA:port
   vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
   vipactl crt --client 198.51.100.7 --json      one client's connections, as JSON
   vipactl stats                                 the daemon's and the forwarder's counters
+  vipactl stats --watch --interval 2            redraw every 2 s with per-second rates (Ctrl-C: exit 0)
+  vipactl stats --watch --json | jq .rates      one JSON object per line, with rates
   vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
   vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing
   vipactl --control http://fwd-b:9470 deactivate 192.0.2.10
+  vipactl completions bash > /etc/bash_completion.d/vipactl
+  vipactl help stats                            a command's options and examples
 
 Exit codes:
   0   ok
@@ -51,6 +60,72 @@ Exit codes:
   2   the daemon is unreachable (not running? another address in its
       cluster.api? set --control or VIPA_CONTROL)
   64  usage: bad arguments";
+
+const STATUS_HELP: &str = "\
+Examples:
+  vipactl status                                this node
+  vipactl --control http://fwd-b:9470 status    another routing node
+  vipactl status --json | jq .forwarder         the forwarder's health, for a script
+
+The forwarder is ok while its loader's heartbeat is fresh (2 s) and every
+worker copies its counters (3.5 s); DOWN, STALLED or ABSENT say what to check.";
+
+const CONFIG_HELP: &str = "\
+Examples:
+  vipactl config
+  vipactl config --json | jq '.vipas[] | {vipa, owner, backups, moveable}'";
+
+const VIPA_HELP: &str = "\
+Examples:
+  vipactl vipa
+  vipactl vipa --json | jq -r '.vipas[] | select(.state == \"Active\") | .vipa'";
+
+const DPT_HELP: &str = "\
+Examples:
+  vipactl dpt                                   targets of the VIPAs this node owns
+  vipactl dpt --detail                          with candidate and epoch
+  vipactl dpt --json | jq .traffic              packets and bytes per target";
+
+const CRT_HELP: &str = "\
+Examples:
+  vipactl crt --vipa 192.0.2.10 --limit 20      the first 20 connections to a VIPA
+  vipactl crt --client 198.51.100.7             one client's connections
+  vipactl crt --client 198.51.100.7:40000       one connection
+  vipactl crt --target 10.20.0.11 --json | jq .matched";
+
+const STATS_HELP: &str = "\
+Examples:
+  vipactl stats                                 counters once
+  vipactl stats --watch                         redraw every second with rates; Ctrl-C to stop (exit 0)
+  vipactl stats --watch --interval 5
+  vipactl stats --watch --json | jq -c '.rates.forwarder'";
+
+const QUIESCE_HELP: &str = "\
+Examples:
+  vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10
+  vipactl quiesce target 10.20.0.11 --vipa 192.0.2.10 --service tcp/443
+  vipactl quiesce port 192.0.2.10:443           every target of the VIPA:port
+  vipactl quiesce port 192.0.2.10:53 --protocol udp --dry-run";
+
+const RESUME_HELP: &str = "\
+Examples:
+  vipactl resume target 10.20.0.11 --vipa 192.0.2.10
+  vipactl resume port 192.0.2.10:443 --dry-run  show the request, send nothing";
+
+const DEACTIVATE_HELP: &str = "\
+Examples:
+  vipactl deactivate 192.0.2.10                 a backup takes the VIPA over (manual takeover)
+  vipactl deactivate 192.0.2.10 --dry-run";
+
+const REACTIVATE_HELP: &str = "\
+Examples:
+  vipactl reactivate 192.0.2.10                 this node may own it again (takeback, per moveable)";
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  vipactl completions bash > /etc/bash_completion.d/vipactl
+  vipactl completions zsh > \"${fpath[1]}/_vipactl\"
+  vipactl completions fish > ~/.config/fish/completions/vipactl.fish";
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -78,13 +153,45 @@ pub struct Cli {
 /// A command.
 #[derive(Subcommand, Debug, PartialEq)]
 pub enum Command {
-    /// Per VIPA: this node's role and since when, the owner and epoch known, deactivated.
+    /// This node on one screen: its VIPAs, its forwarder's health, the snapshot, peers and agents.
+    #[command(after_help = STATUS_HELP)]
+    Status {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The configuration the daemon runs with: per VIPA owner, ranked backups, moveable, targets and weights, candidates per routing node.
+    #[command(after_help = CONFIG_HELP)]
+    Config {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per VIPA: this node's state (Active, Moving, Backup, Deactivated) and since when, the owner and epoch known.
+    ///
+    /// States, in Sysplex Distributor's words: Active = this node owns and
+    /// routes the VIPA; Moving = it claimed the VIPA and collects the
+    /// targets' reports (and the previous owner's handover) before routing,
+    /// a takeover or takeback in progress; Backup = it may own the VIPA but
+    /// another node does (or none yet); Deactivated = deactivated here by
+    /// the operator; - = this node is neither owner nor backup. z/OS's
+    /// Quiescing has no counterpart: an owner that steps down hands its
+    /// connection table over with the VIPA, so nothing drains on the old
+    /// owner. --json also has the daemon's own word (role: owner, claiming,
+    /// idle) and since_unix_ms.
+    #[command(after_help = VIPA_HELP)]
     Vipa {
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Per owned VIPA:port and target: ready, weight, state, connections.
+    /// Per owned VIPA:port and target: ready, state, weight, active connections; per target: connections, packets and bytes forwarded.
+    ///
+    /// Active connections are the CRT's (what the agents report and new
+    /// flows not yet confirmed). The forwarder counts per target, over
+    /// every VIPA:port of it, since it started: connections (flows it
+    /// created), packets and bytes (inner packets) sent to the target.
+    #[command(after_help = DPT_HELP)]
     Dpt {
         /// Also the epoch and whether each target is a candidate.
         #[arg(long)]
@@ -93,15 +200,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The connections this node routes and their targets.
+    /// The connections this node routes: client -> VIPA:port -> target, with age.
+    ///
+    /// The age is how long this node has had the connection in its CRT:
+    /// since the agent reported it or the forwarder created it, or since
+    /// this node took the VIPA over for connections older than that.
+    #[command(after_help = CRT_HELP)]
     Crt(CrtArgs),
-    /// The daemon's counters, and the forwarder's per worker and reason.
+    /// The daemon's counters, and the forwarder's per worker and reason; --watch for rates.
+    #[command(after_help = STATS_HELP)]
     Stats {
-        /// Print the API's JSON.
+        /// Print the API's JSON (with --watch: one object per line, with "rates").
         #[arg(long)]
         json: bool,
+        /// Redraw every interval with per-second rates, until Ctrl-C (exit code 0).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between samples with --watch.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 1.0,
+            requires = "watch"
+        )]
+        interval: f64,
     },
     /// Stop giving new connections to a target (or to every target of a VIPA:port); existing ones stay.
+    #[command(after_help = QUIESCE_HELP)]
     Quiesce {
         /// What to quiesce.
         #[command(subcommand)]
@@ -112,15 +237,24 @@ pub enum Command {
     /// The agent keeps a quiesce of a whole target and a quiesce of one
     /// service apart: resume the way you quiesced (`resume port` does not
     /// undo `quiesce target`, nor the other way round).
+    #[command(after_help = RESUME_HELP)]
     Resume {
         /// What to resume.
         #[command(subcommand)]
         what: What,
     },
     /// This node gives the VIPA up (a backup takes it) and does not claim it until reactivated.
+    #[command(after_help = DEACTIVATE_HELP)]
     Deactivate(VipaArg),
     /// This node takes part in owning the VIPA again.
+    #[command(after_help = REACTIVATE_HELP)]
     Reactivate(VipaArg),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `crt` filters.
@@ -320,6 +454,15 @@ fn print(out: &mut dyn Write, s: &str) -> Result<(), Failure> {
 }
 
 fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    // Needs no daemon.
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "vipactl", &mut script);
+        return out
+            .write_all(&script)
+            .map_err(|e| refused(format!("writing the output: {e}")));
+    }
     let ep = Endpoint::parse(&cli.control).map_err(|e| usage(format!("--control: {e}")))?;
     if !(cli.timeout > 0.0 && cli.timeout <= 3600.0) {
         return Err(usage(format!(
@@ -332,6 +475,22 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         timeout: Duration::from_secs_f64(cli.timeout),
     };
     match &cli.command {
+        Command::Status { json } => {
+            let v = c.call("GET", "/v1/status", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_status(&v, &c.ep.url()))
+            }
+        }
+        Command::Config { json } => {
+            let v = c.call("GET", "/v1/config", None)?;
+            if *json {
+                print_json(out, &v)
+            } else {
+                print(out, &render_config(&v))
+            }
+        }
         Command::Vipa { json } => {
             let v = c.call("GET", "/v1/vipas", None)?;
             if *json {
@@ -357,18 +516,32 @@ fn execute(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 print(out, &render_crt(&v, shown))
             }
         }
-        Command::Stats { json } => {
+        Command::Stats {
+            json,
+            watch,
+            interval,
+        } => {
+            if *watch {
+                if !(*interval >= 0.1 && *interval <= 3600.0) {
+                    return Err(usage(format!(
+                        "--interval {interval}: expected seconds in [0.1, 3600]"
+                    )));
+                }
+                let mut fetch = || c.call("GET", "/v1/counters", None);
+                return stats::watch(out, Duration::from_secs_f64(*interval), *json, &mut fetch);
+            }
             let v = c.call("GET", "/v1/counters", None)?;
             if *json {
                 print_json(out, &v)
             } else {
-                print(out, &render_stats(&v))
+                print(out, &render_stats(&v, None))
             }
         }
         Command::Quiesce { what } => write_quiesce(&c, out, what, true),
         Command::Resume { what } => write_quiesce(&c, out, what, false),
         Command::Deactivate(a) => write_deactivate(&c, out, a, true),
         Command::Reactivate(a) => write_deactivate(&c, out, a, false),
+        Command::Completions { .. } => Ok(()),
     }
 }
 
@@ -481,10 +654,10 @@ fn write_deactivate(c: &Client, out: &mut dyn Write, a: &VipaArg, on: bool) -> R
     };
     if let Some(b) = before {
         s.push_str(&format!(
-            "  before: role {}, owner {}, deactivated {}\n",
+            "  before: {} here (role {}), owner {}\n",
+            text(&b["state"]),
             text(&b["role"]),
-            text(&b["owner"]),
-            text(&b["deactivated"])
+            text(&b["owner"])
         ));
     }
     if let Some(n) = c
@@ -493,10 +666,10 @@ fn write_deactivate(c: &Client, out: &mut dyn Write, a: &VipaArg, on: bool) -> R
         .and_then(|v| vipa_entry(&v, a.vipa))
     {
         s.push_str(&format!(
-            "  now:    role {}, owner {}, deactivated {}\n",
+            "  now:    {} here (role {}), owner {}\n",
+            text(&n["state"]),
             text(&n["role"]),
-            text(&n["owner"]),
-            text(&n["deactivated"])
+            text(&n["owner"])
         ));
     }
     print(out, &s)
@@ -548,34 +721,329 @@ pub fn age(ms: u64) -> String {
     }
 }
 
+/// `N ago`, or `-` for nothing.
+fn ago(ms: &Value) -> String {
+    ms.as_u64()
+        .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms)))
+}
+
+/// An epoch for people: `-` for none.
+fn epoch_text(e: &Value) -> String {
+    match e.as_str() {
+        Some("0.0") | None => "-".to_owned(),
+        Some(s) => s.to_owned(),
+    }
+}
+
+/// `vipactl status`: the node on one screen (from `/v1/status`; `url` is
+/// where it came from).
+pub fn render_status(v: &Value, url: &str) -> String {
+    let mut s = format!(
+        "node {}, up {} (vipa-control {} at {url})\n\n",
+        text(&v["node"]),
+        v["uptime_ms"].as_u64().map_or_else(|| "-".to_owned(), age),
+        text(&v["version"]),
+    );
+
+    let mut t = Table::new(&[
+        ("VIPA", Align::Left),
+        ("STATE", Align::Left),
+        ("SINCE", Align::Right),
+        ("EPOCH", Align::Right),
+        ("OWNER", Align::Left),
+        ("RANK", Align::Right),
+        ("TARGETS READY", Align::Right),
+        ("CONNECTIONS", Align::Right),
+    ]);
+    for e in rows(v, "vipas") {
+        let routed = e["routed"] == true;
+        t.row(vec![
+            text(&e["vipa"]),
+            text(&e["state"]),
+            ago(&e["for_ms"]),
+            epoch_text(&e["epoch"]),
+            text(&e["owner"]),
+            text(&e["rank"]),
+            if routed {
+                format!("{} of {}", text(&e["targets_ready"]), text(&e["targets"]))
+            } else {
+                "-".to_owned()
+            },
+            if routed {
+                text(&e["connections"])
+            } else {
+                "-".to_owned()
+            },
+        ]);
+    }
+    if t.is_empty() {
+        s.push_str("no VIPAs configured\n");
+    } else {
+        s.push_str(&t.render());
+    }
+    s.push('\n');
+
+    let f = &v["forwarder"];
+    let health = f["health"].as_str().unwrap_or("unknown");
+    // Anything but ok in capitals: it is what a person looks for first.
+    let word = if health == "ok" {
+        health.to_owned()
+    } else {
+        health.to_uppercase()
+    };
+    if f["attached"] == true {
+        let mut parts = vec![f["backend"]
+            .as_str()
+            .map_or_else(|| "backend unknown".to_owned(), str::to_owned)];
+        parts.push(format!("{} workers", text(&f["workers"])));
+        // A pid is a name, not a quantity: no thousands separator.
+        parts.push(format!("pid {}", f["pid"]));
+        if let Some(up) = f["uptime_ms"].as_u64() {
+            parts.push(format!("up {}", age(up)));
+        }
+        parts.push(format!("heartbeat {}", ago(&f["heartbeat_age_ms"])));
+        s.push_str(&format!("forwarder  {word}: {}\n", parts.join(", ")));
+    } else {
+        s.push_str(&format!("forwarder  {word}\n"));
+    }
+    if let Some(p) = f["problem"].as_str() {
+        s.push_str(&format!("           {p}\n"));
+    }
+
+    let snap = &v["snapshot"];
+    if snap["channel"].is_null() {
+        s.push_str("snapshot   none published (vipa-control runs without --snapshot)\n");
+    } else {
+        let g = snap["generation"].as_u64().unwrap_or(0);
+        let mut line = format!(
+            "snapshot   generation {g} published {} on {}",
+            ago(&snap["age_ms"]),
+            text(&snap["channel"])
+        );
+        if snap["errors"].as_u64().unwrap_or(0) > 0 {
+            line.push_str(&format!(
+                ", {} could not be published (see its log)",
+                text(&snap["errors"])
+            ));
+        }
+        s.push_str(&line);
+        s.push('\n');
+        if f["attached"] == true {
+            let gens: Vec<u64> = f["worker_generations"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            let mut line = if f["in_sync"] == true {
+                format!("           the forwarder uses {g} on every worker")
+            } else {
+                let list: Vec<String> = gens.iter().map(u64::to_string).collect();
+                format!(
+                    "           the forwarder's workers use {} (switching, or {g} refused)",
+                    list.join(", ")
+                )
+            };
+            line.push_str(&format!(
+                "; {} loaded, {} refused",
+                text(&f["snapshots_loaded"]),
+                text(&f["snapshots_refused"])
+            ));
+            if let Some(why) = f["last_refusal"].as_str() {
+                line.push_str(&format!(
+                    " (last: generation {}, {why})",
+                    text(&f["last_refused"])
+                ));
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+
+    let link = |e: &Value| {
+        (
+            if e["stream_out"] == true {
+                "up"
+            } else {
+                "down"
+            }
+            .to_owned(),
+            text(&e["streams_in"]),
+        )
+    };
+    let peers = rows(v, "peers");
+    if !peers.is_empty() {
+        let mut t = Table::new(&[
+            ("PEER", Align::Left),
+            ("ADDRESS", Align::Left),
+            ("SWIM", Align::Left),
+            ("STREAM OUT", Align::Left),
+            ("STREAMS IN", Align::Right),
+            ("LAST HEARD", Align::Right),
+        ]);
+        for p in peers {
+            let (out, inc) = link(p);
+            t.row(vec![
+                text(&p["node"]),
+                text(&p["address"]),
+                text(&p["swim"]),
+                out,
+                inc,
+                ago(&p["last_heard_ms"]),
+            ]);
+        }
+        s.push('\n');
+        s.push_str(&t.render());
+    }
+    let agents = rows(v, "agents");
+    if !agents.is_empty() {
+        let mut t = Table::new(&[
+            ("AGENT", Align::Left),
+            ("STREAM OUT", Align::Left),
+            ("STREAMS IN", Align::Right),
+            ("LAST HEARD", Align::Right),
+            ("LAST REPORT", Align::Right),
+        ]);
+        for a in agents {
+            let (out, inc) = link(a);
+            t.row(vec![
+                text(&a["target"]),
+                out,
+                inc,
+                ago(&a["last_heard_ms"]),
+                ago(&a["last_report_ms"]),
+            ]);
+        }
+        s.push('\n');
+        s.push_str(&t.render());
+    }
+    s
+}
+
+/// A list of JSON strings as `a, b`, or `-` when empty.
+fn list(v: &Value) -> String {
+    let items: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `vipactl config`: the cluster, the VIPAs, and per VIPA and target its
+/// weight and the routing nodes that give it new connections.
+pub fn render_config(v: &Value) -> String {
+    let me = v["node"].as_str().unwrap_or_default();
+    let c = &v["cluster"];
+    let nodes: Vec<String> = rows(c, "nodes")
+        .iter()
+        .map(|n| {
+            let this = if n["name"].as_str() == Some(me) {
+                " (this node)"
+            } else {
+                ""
+            };
+            format!("{} {}{this}", text(&n["name"]), text(&n["address"]))
+        })
+        .collect();
+    let ms = |k: &str| c[k].as_u64().map_or_else(|| "-".to_owned(), age);
+    let mut s = format!(
+        "node {me}\n\
+         cluster  {}; agents on port {}; API {}\n\
+         timing   probe every {} (answer within {}), suspect {}, collect {}, refresh {}, restart hold {}\n\n",
+        nodes.join(", "),
+        c["agent_port"],
+        text(&c["api"]),
+        ms("probe_interval_ms"),
+        ms("probe_timeout_ms"),
+        ms("suspect_timeout_ms"),
+        ms("collect_timeout_ms"),
+        ms("refresh_interval_ms"),
+        ms("restart_hold_ms"),
+    );
+    let mut t = Table::new(&[
+        ("VIPA", Align::Left),
+        ("SERVICES", Align::Left),
+        ("OWNER", Align::Left),
+        ("BACKUPS (BY RANK)", Align::Left),
+        ("MOVEABLE", Align::Left),
+        ("DISTRIBUTION", Align::Left),
+        ("TABLE SIZE", Align::Right),
+    ]);
+    let mut targets = Table::new(&[
+        ("VIPA", Align::Left),
+        ("TARGET", Align::Left),
+        ("WEIGHT", Align::Right),
+        ("NEW CONNECTIONS FROM", Align::Left),
+    ]);
+    for e in rows(v, "vipas") {
+        t.row(vec![
+            text(&e["vipa"]),
+            list(&e["services"]),
+            text(&e["owner"]),
+            list(&e["backups"]),
+            text(&e["moveable"]),
+            text(&e["distribution"]),
+            text(&e["table_size"]),
+        ]);
+        for tg in rows(e, "targets") {
+            // The routing nodes (by rank) whose candidate list holds it.
+            let from: Vec<String> = rows(e, "candidates")
+                .iter()
+                .filter(|n| rows(n, "targets").contains(&tg["target"]))
+                .map(|n| text(&n["node"]))
+                .collect();
+            targets.row(vec![
+                text(&e["vipa"]),
+                text(&tg["target"]),
+                text(&tg["weight"]),
+                if from.is_empty() {
+                    "- (keeps connections only)".to_owned()
+                } else {
+                    from.join(", ")
+                },
+            ]);
+        }
+    }
+    if t.is_empty() {
+        s.push_str("no VIPAs configured\n");
+        return s;
+    }
+    s.push_str(&t.render());
+    s.push('\n');
+    s.push_str(&targets.render());
+    s.push_str("(weight 0: draining, no new connections; a node that lists no candidates gives new connections to every target)\n");
+    s
+}
+
+/// What the states of `vipactl vipa` and `status` mean (their legend).
+pub const STATE_LEGEND: &str = "\
+(state here: Active = this node owns and routes the VIPA; Moving = it claimed the VIPA and collects the \
+targets' reports before routing (takeover or takeback); Backup = it may own the VIPA, another node does \
+or none does yet; Deactivated = deactivated here by the operator; - = not an owner or backup here. \
+Epoch: term.rank of the owner's claim; rank: 0 configured owner, 1.. backups)\n";
+
 /// `vipactl vipa` as a table.
 pub fn render_vipas(v: &Value) -> String {
     let mut t = Table::new(&[
         ("VIPA", Align::Left),
-        ("ROLE HERE", Align::Left),
+        ("STATE HERE", Align::Left),
         ("SINCE", Align::Right),
         ("OWNER", Align::Left),
         ("EPOCH", Align::Right),
         ("CONFIGURED OWNER", Align::Left),
         ("RANK HERE", Align::Right),
-        ("DEACTIVATED", Align::Left),
     ]);
     for e in rows(v, "vipas") {
-        let epoch = match e["epoch"].as_str() {
-            Some("0.0") | None => "-".to_owned(),
-            Some(s) => s.to_owned(),
-        };
         t.row(vec![
             text(&e["vipa"]),
-            text(&e["role"]),
-            e["for_ms"]
-                .as_u64()
-                .map_or_else(|| "-".to_owned(), |ms| format!("{} ago", age(ms))),
+            text(&e["state"]),
+            ago(&e["for_ms"]),
             text(&e["owner"]),
-            epoch,
+            epoch_text(&e["epoch"]),
             text(&e["configured_owner"]),
             text(&e["rank"]),
-            text(&e["deactivated"]),
         ]);
     }
     let mut s = format!("node {}\n", text(&v["node"]));
@@ -583,12 +1051,13 @@ pub fn render_vipas(v: &Value) -> String {
         s.push_str("no VIPAs configured\n");
     } else {
         s.push_str(&t.render());
-        s.push_str("(epoch: term.rank of the owner's claim; rank: 0 configured owner, 1.. backups, - not a candidate)\n");
+        s.push_str(STATE_LEGEND);
     }
     s
 }
 
-/// `vipactl dpt` as a table.
+/// `vipactl dpt` as tables: per VIPA:port and target, then per target
+/// what the forwarder sent it.
 pub fn render_dpt(v: &Value, detail: bool) -> String {
     let mut cols = vec![
         ("VIPA:PORT", Align::Left),
@@ -596,7 +1065,7 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
         ("READY", Align::Left),
         ("STATE", Align::Left),
         ("WEIGHT", Align::Right),
-        ("CONNECTIONS", Align::Right),
+        ("ACTIVE CONNECTIONS", Align::Right),
     ];
     if detail {
         cols.push(("CANDIDATE", Align::Left));
@@ -633,9 +1102,31 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
     }
     s.push_str(&t.render());
     s.push_str(&format!(
-        "{services} VIPA:port(s), {ready} of {total} target entries ready, {} connections\n",
+        "{services} VIPA:port(s), {ready} of {total} target entries ready, {} active connections\n\n",
         thousands(conns)
     ));
+    let Some(traffic) = v["traffic"].as_array() else {
+        s.push_str(
+            "no forwarder reports to this daemon: no packet or byte counts (see vipactl status)\n",
+        );
+        return s;
+    };
+    let mut t = Table::new(&[
+        ("TARGET", Align::Left),
+        ("CONNECTIONS", Align::Right),
+        ("PACKETS", Align::Right),
+        ("BYTES", Align::Right),
+    ]);
+    for tg in traffic {
+        t.row(vec![
+            text(&tg["target"]),
+            text(&tg["connections_total"]),
+            text(&tg["packets"]),
+            tg["bytes"].as_u64().map_or_else(|| "-".to_owned(), bytes),
+        ]);
+    }
+    s.push_str("forwarded to each target since the forwarder started (all its VIPA:ports):\n");
+    s.push_str(&t.render());
     s
 }
 
@@ -674,15 +1165,17 @@ pub fn filter_crt(v: &Value, a: &CrtArgs) -> (Value, usize) {
 /// `vipactl crt` as a table (from [`filter_crt`]'s JSON).
 pub fn render_crt(v: &Value, shown: usize) -> String {
     let mut t = Table::new(&[
-        ("VIPA:PORT", Align::Left),
         ("CLIENT", Align::Left),
+        ("VIPA:PORT", Align::Left),
         ("TARGET", Align::Left),
+        ("AGE", Align::Right),
     ]);
     for r in rows(v, "crt") {
         t.row(vec![
-            vipa_port(&r["vipa"], &r["service"]),
             text(&r["client"]),
+            vipa_port(&r["vipa"], &r["service"]),
             text(&r["target"]),
+            r["age_ms"].as_u64().map_or_else(|| "-".to_owned(), age),
         ]);
     }
     let mut s = format!("node {}\n", text(&v["node"]));
@@ -705,51 +1198,6 @@ pub fn render_crt(v: &Value, shown: usize) -> String {
         ),
         _ => format!("{} connections\n", thousands(shown as u64)),
     });
-    s
-}
-
-/// `vipactl stats` as tables: the daemon's counters, then the forwarder's
-/// per reason (rows) and worker (columns).
-pub fn render_stats(v: &Value) -> String {
-    let mut s = format!(
-        "node {}\n\ncontrol plane (vipa-control)\n",
-        text(&v["node"])
-    );
-    let mut t = Table::new(&[("COUNTER", Align::Left), ("VALUE", Align::Right)]);
-    if let Some(m) = v["control"].as_object() {
-        for (k, val) in m {
-            t.row(vec![k.clone(), text(val)]);
-        }
-    }
-    s.push_str(&t.render());
-    s.push_str("\nforwarder (from its back channel)\n");
-    let Some(workers) = v["forwarder"].as_array() else {
-        s.push_str("no counters: no forwarder is attached to this daemon's snapshot channel\n");
-        return s;
-    };
-    let mut names: Vec<&String> = workers
-        .iter()
-        .filter_map(Value::as_object)
-        .flat_map(|m| m.keys())
-        .collect();
-    names.sort();
-    names.dedup();
-    let heads: Vec<String> = (0..workers.len()).map(|w| format!("WORKER {w}")).collect();
-    let mut cols: Vec<(&str, Align)> = vec![("COUNTER", Align::Left)];
-    cols.extend(heads.iter().map(|h| (h.as_str(), Align::Right)));
-    cols.push(("TOTAL", Align::Right));
-    let mut t = Table::new(&cols);
-    for n in names {
-        let vals: Vec<u64> = workers
-            .iter()
-            .map(|w| w[n.as_str()].as_u64().unwrap_or(0))
-            .collect();
-        let mut cells = vec![n.clone()];
-        cells.extend(vals.iter().map(|x| thousands(*x)));
-        cells.push(thousands(vals.iter().sum()));
-        t.row(cells);
-    }
-    s.push_str(&t.render());
     s
 }
 

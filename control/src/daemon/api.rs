@@ -3,9 +3,11 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/v1/vipas` | per VIPA: role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
-//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections |
-//! | GET | `/v1/crt` | every connection this node routes and its target |
+//! | GET | `/v1/status` | the node on one page: uptime; per VIPA state, epoch, owner, targets ready; the forwarder (backend, health, generations); the snapshot published and its age; peers (SWIM, streams, last heard); agents (streams, last report) |
+//! | GET | `/v1/config` | the configuration as understood (defaults filled in): the cluster's nodes and timing; per VIPA services, owner, ranked backups, moveable, distribution, table size, targets and weights, and per routing node that may own it the candidate targets it gives new connections to |
+//! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
+//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections (active: in the CRT); per target of those, what the forwarder did for it since it started (`traffic`: connections created, packets, bytes; `null` without a forwarder) |
+//! | GET | `/v1/crt` | every connection this node routes, its target, and since when this node has it in its CRT (`since_unix_ms`, `age_ms`) |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
 //! | POST | `/v1/quiesce`, `/v1/resume` | body `{"vipa", "target"?, "service"?}`: one target (or every target) of the VIPA, one service (or all) |
 //! | POST | `/v1/deactivate`, `/v1/reactivate` | body `{"vipa"}`: this node gives the VIPA up / takes part again |
@@ -50,6 +52,9 @@ use vipa_proto::config::Service;
 
 use super::node::Core;
 use crate::cluster::{Role, TargetState};
+
+mod config;
+mod status;
 
 /// Largest request body read.
 const MAX_BODY: usize = 64 * 1024;
@@ -153,6 +158,8 @@ async fn answer(
 /// Answers `req` from (and for) the driver's state at `now`.
 pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
     match (req.method.as_str(), req.path.trim_end_matches('/')) {
+        ("GET", "/v1/status") => Response::json(200, status::status(core, now)),
+        ("GET", "/v1/config") => Response::json(200, config::config(core)),
         ("GET", "/v1/vipas") => Response::json(200, vipas(core)),
         ("GET", "/v1/dpt") => Response::json(200, dpt(core)),
         ("GET", "/v1/crt") => Response::json(200, crt(core)),
@@ -164,8 +171,8 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         ("POST", "/v1/reactivate") => deactivate(core, now, &req.body, false),
         (
             _,
-            "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters" | "/metrics" | "/v1/quiesce"
-            | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
+            "/v1/status" | "/v1/config" | "/v1/vipas" | "/v1/dpt" | "/v1/crt" | "/v1/counters"
+            | "/metrics" | "/v1/quiesce" | "/v1/resume" | "/v1/deactivate" | "/v1/reactivate",
         ) => Response::error(
             405,
             format!("{} is not allowed on {}", req.method, req.path),
@@ -173,7 +180,7 @@ pub fn handle(core: &mut Core, now: u64, req: &ApiRequest) -> Response {
         _ => Response::error(
             404,
             format!(
-                "no such path {}: see /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
+                "no such path {}: see /v1/status, /v1/config, /v1/vipas, /v1/dpt, /v1/crt, /v1/counters, /metrics",
                 req.path
             ),
         ),
@@ -185,6 +192,33 @@ fn role_name(r: Option<Role>) -> &'static str {
         Some(Role::Owner(_)) => "owner",
         Some(Role::Claiming(_)) => "claiming",
         _ => "idle",
+    }
+}
+
+/// The VIPA's state on this node in Sysplex Distributor's words
+/// (`NETSTAT VIPADYN`):
+///
+/// - `Active`: this node owns and routes it.
+/// - `Moving`: this node claimed it and collects the targets' reports (and
+///   the previous owner's handover) before it routes: a takeover or a
+///   takeback in progress.
+/// - `Backup`: this node is a ranked backup (or the configured owner) and
+///   does not own it now.
+/// - `Deactivated`: the operator deactivated it here.
+/// - `-`: this node may not own it (neither owner nor backup).
+///
+/// z/OS's `Quiescing` (a deactivated owner that keeps serving its
+/// connections until they end) has no counterpart: a vipa owner that steps
+/// down hands its connection table over with the VIPA, so the new owner
+/// routes those connections at once and the old one is `Deactivated` (or
+/// `Backup`) straight away.
+pub fn vipa_state(role: Option<Role>, deactivated: bool, rank: Option<usize>) -> &'static str {
+    match role {
+        Some(Role::Owner(_)) => "Active",
+        Some(Role::Claiming(_)) => "Moving",
+        _ if deactivated => "Deactivated",
+        _ if rank.is_some() => "Backup",
+        _ => "-",
     }
 }
 
@@ -209,6 +243,7 @@ fn vipas(core: &Core) -> Value {
         .iter()
         .map(|v| {
             let role = core.node.role(v.address);
+            let deactivated = core.deactivated.contains(&v.address);
             let since = core.role_since.get(&v.address).copied();
             let (epoch, owner) = core
                 .node
@@ -217,11 +252,12 @@ fn vipas(core: &Core) -> Value {
                 .unwrap_or_default();
             json!({
                 "vipa": v.address,
+                "state": vipa_state(role, deactivated, v.rank_of(core.node.name())),
                 "role": role_name(role),
                 "epoch": epoch.to_string(),
                 "term": epoch.term(),
                 "owner": owner,
-                "deactivated": core.deactivated.contains(&v.address),
+                "deactivated": deactivated,
                 "configured_owner": v.owner,
                 "backups": v.backups,
                 "rank": v.rank_of(core.node.name()),
@@ -270,21 +306,49 @@ fn dpt(core: &Core) -> Value {
             }));
         }
     }
-    json!({ "node": core.node.name(), "dpt": rows })
+    // The forwarder counts per target (its slot), over every VIPA:port.
+    let traffic = core.target_traffic().map(|by_target| {
+        let mut seen: Vec<IpAddr> = Vec::new();
+        for s in core.routed.vipas.iter().flat_map(|v| &v.services) {
+            for t in &s.targets {
+                if !seen.contains(&t.address) {
+                    seen.push(t.address);
+                }
+            }
+        }
+        seen.into_iter()
+            .map(|a| {
+                let [packets, bytes, flows] = by_target.get(&a).copied().unwrap_or_default();
+                json!({
+                    "target": a,
+                    "connections_total": flows,
+                    "packets": packets,
+                    "bytes": bytes,
+                })
+            })
+            .collect::<Vec<Value>>()
+    });
+    json!({ "node": core.node.name(), "dpt": rows, "traffic": traffic })
 }
 
 fn crt(core: &Core) -> Value {
+    let now = unix_ms(SystemTime::now());
     let rows: Vec<Value> = core
         .routed
         .vipas
         .iter()
-        .flat_map(|v| {
-            v.crt.iter().map(move |(c, t)| {
+        .enumerate()
+        .flat_map(|(i, v)| {
+            let since = core.crt_since.get(i).map_or(&[][..], Vec::as_slice);
+            v.crt.iter().enumerate().map(move |(k, (c, t))| {
+                let since = since.get(k).copied();
                 json!({
                     "vipa": v.address,
                     "service": c.service.to_string(),
                     "client": c.client,
                     "target": t,
+                    "since_unix_ms": since,
+                    "age_ms": since.map(|s| now.saturating_sub(s)),
                 })
             })
         })
@@ -557,6 +621,33 @@ fn metrics(core: &Core) -> Response {
             "vipa_forwarder_counter",
             "The forwarder's counters, per worker (from its back channel)",
             fwd,
+        );
+    }
+    if let Some(by_target) = core.target_traffic() {
+        let packets = Family::<Labels, Gauge>::default();
+        let bytes = Family::<Labels, Gauge>::default();
+        let flows = Family::<Labels, Gauge>::default();
+        for (t, [p, b, f]) in by_target {
+            let l = label(&[("target", t.to_string())]);
+            let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            packets.get_or_create(&l).set(g(p));
+            bytes.get_or_create(&l).set(g(b));
+            flows.get_or_create(&l).set(g(f));
+        }
+        reg.register(
+            "vipa_forwarder_target_packets",
+            "Packets the forwarder sent to the target since it started (all workers)",
+            packets,
+        );
+        reg.register(
+            "vipa_forwarder_target_bytes",
+            "Bytes of inner packets the forwarder sent to the target since it started",
+            bytes,
+        );
+        reg.register(
+            "vipa_forwarder_target_flows",
+            "Flows (connections) the forwarder created for the target since it started",
+            flows,
         );
     }
 

@@ -13,10 +13,12 @@
 //! - [`transport`]: TCP streams (hello first) and SWIM datagrams.
 //! - [`convert`]: the state machine's snapshot as the forwarder's.
 //! - [`api`]: the HTTP JSON API and Prometheus `/metrics`.
+//! - [`forwarder`]: the forwarder's health, from its back channel.
 
 pub mod agent;
 pub mod api;
 pub mod convert;
+pub mod forwarder;
 pub mod node;
 pub mod transport;
 

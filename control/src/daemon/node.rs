@@ -34,14 +34,19 @@ use vipa_proto::ctl::Hello;
 
 use super::api::{self, ApiRequest, Response};
 use super::convert::{self, Slots};
+use super::forwarder::Watch;
 use super::transport::{self, Admit, NetStats, Outbox, Resolve};
 use crate::cluster::{Event, Node, Peer, Role, Snapshot, Transmit};
-use crate::snapshot::{BackReader, WriteError, Writer};
+use crate::snapshot::{BackReader, ForwarderState, WriteError, Writer};
+use vipa_proto::ctl::Message;
 
 /// How often the forwarder's new-flow events are read.
 pub const BACK_POLL: Duration = Duration::from_millis(10);
 /// New-flow events taken per tick.
 const EVENTS_PER_TICK: usize = 4096;
+/// How often the daemon looks whether a restarted forwarder replaced its
+/// back channel (one `stat`).
+const BACK_RECHECK_MS: u64 = 500;
 
 /// What `vipa-control` runs with.
 #[derive(Debug, Clone)]
@@ -97,8 +102,21 @@ pub struct Core {
     back: Option<BackReader>,
     /// The back channel has been read without error since it was opened.
     back_worked: bool,
+    /// Why the back channel cannot be read, when it cannot.
+    back_error: Option<String>,
+    /// When the daemon last looked whether the back channel was replaced.
+    back_checked: u64,
+    /// When each forwarder worker last moved (for its health).
+    pub(crate) watch: Watch,
+    /// When the daemon started (wall clock).
+    pub(crate) started: SystemTime,
+    /// Per peer, when it was last heard from (the daemon's clock, ms).
+    pub(crate) heard: BTreeMap<Peer, Heard>,
     /// The last snapshot the state machine asked for.
     pub(crate) routed: Snapshot,
+    /// Parallel to `routed.vipas[i].crt`: when each connection entered
+    /// this node's CRT (wall clock, ms since the Unix epoch).
+    pub(crate) crt_since: Vec<Vec<u64>>,
     pub(crate) stats: CoreStats,
     pub(crate) net: Arc<NetStats>,
 }
@@ -116,6 +134,17 @@ pub struct CoreStats {
     pub new_flows: u64,
     /// Announcements asked for.
     pub announcements: u64,
+    /// When the last generation was published (wall clock).
+    pub published_at: Option<SystemTime>,
+}
+
+/// When a peer was last heard from (the daemon's clock, ms).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    /// Any message.
+    pub any: u64,
+    /// A report (an agent's listeners and connections).
+    pub report: Option<u64>,
 }
 
 impl Core {
@@ -151,7 +180,13 @@ impl Core {
             prefix,
             back: None,
             back_worked: false,
+            back_error: None,
+            back_checked: 0,
+            watch: Watch::default(),
+            started,
+            heard: BTreeMap::new(),
             routed: Snapshot::default(),
+            crt_since: Vec::new(),
             stats: CoreStats::default(),
             net,
         }
@@ -173,6 +208,7 @@ impl Core {
     fn event(&mut self, e: Event) {
         match e {
             Event::PublishSnapshot(s) => {
+                self.crt_since = carry_since(&self.routed, &self.crt_since, &s, super::wall_ms());
                 self.routed = s;
                 self.publish();
             }
@@ -205,6 +241,7 @@ impl Core {
             Ok(p) => {
                 self.stats.published += 1;
                 self.stats.generation = p.generation;
+                self.stats.published_at = Some(SystemTime::now());
                 tracing::debug!(
                     generation = p.generation,
                     bytes = p.bytes,
@@ -222,14 +259,47 @@ impl Core {
         }
     }
 
-    /// Reads the forwarder's new-flow events into the state machine.
+    /// A message from a peer: noted (for the status page), then handed to
+    /// the state machine.
+    pub fn message(&mut self, now: u64, peer: &Peer, msg: Message) {
+        let h = self.heard.entry(peer.clone()).or_default();
+        h.any = now;
+        if matches!(msg, Message::Report(_)) {
+            h.report = Some(now);
+        }
+        self.node.handle_message(now, peer, msg);
+    }
+
+    /// Reads the forwarder's new-flow events into the state machine, and
+    /// notes how its workers move.
     pub fn poll_back(&mut self, now: u64) {
         let Some(prefix) = &self.prefix else {
             return;
         };
+        if now >= self.back_checked + BACK_RECHECK_MS {
+            self.back_checked = now;
+            if self.back.as_ref().is_some_and(BackReader::replaced) {
+                // The forwarder restarted: its new events, counters and
+                // heartbeat are in the new object.
+                tracing::info!(
+                    "the forwarder's back channel {prefix}.back was replaced (a forwarder started): reading the new one"
+                );
+                self.back = None;
+                self.back_worked = false;
+                self.watch.reset();
+            }
+        }
         if self.back.is_none() {
             // The forwarder creates it; until then there is nothing to read.
-            self.back = BackReader::open_prefix(prefix).ok();
+            match BackReader::open_prefix(prefix) {
+                Ok(b) => self.back = Some(b),
+                Err(e) => {
+                    self.back_error = Some(format!(
+                        "no back channel {prefix}.back ({e}): is vipa-forwarder run --snapshot {prefix} running on this node?"
+                    ));
+                    return;
+                }
+            }
         }
         let Some(back) = &self.back else {
             return;
@@ -237,6 +307,8 @@ impl Core {
         let events = match back.drain_events(EVENTS_PER_TICK) {
             Ok(e) => e,
             Err(e) => {
+                self.back_error = Some(format!("back channel {prefix}.back: {e}"));
+                self.watch.reset();
                 // Not set up yet by a forwarder that is starting: quiet.
                 // Broken after it worked: say so.
                 if self.back_worked {
@@ -250,6 +322,10 @@ impl Core {
             }
         };
         self.back_worked = true;
+        self.back_error = None;
+        if let Ok(state) = back.state() {
+            self.watch.observe(now, &state);
+        }
         for (_, ev) in events {
             let Some(target) = self.slots.address(ev.target) else {
                 continue;
@@ -266,6 +342,79 @@ impl Core {
     pub fn forwarder_counters(&self) -> Option<Vec<Vec<(String, u64)>>> {
         self.back.as_ref()?.counters().ok()
     }
+
+    /// What the forwarder says of itself, or why there is nothing to read.
+    pub fn forwarder_state(&self) -> Result<ForwarderState, String> {
+        match (&self.prefix, &self.back) {
+            (None, _) => Err(
+                "vipa-control runs without --snapshot: it publishes nothing and no forwarder reports to it"
+                    .to_owned(),
+            ),
+            (Some(_), Some(b)) => b.state().map_err(|e| e.to_string()),
+            (Some(p), None) => Err(self.back_error.clone().unwrap_or_else(|| {
+                format!("no back channel {p}.back yet: is vipa-forwarder run --snapshot {p} running on this node?")
+            })),
+        }
+    }
+
+    /// Per target address, `[packets, bytes, flows]` the forwarder sent
+    /// and created (summed over its workers), if a forwarder reports.
+    pub fn target_traffic(&self) -> Option<BTreeMap<IpAddr, [u64; 3]>> {
+        let totals = self.back.as_ref()?.target_totals().ok()?;
+        Some(
+            totals
+                .into_iter()
+                .enumerate()
+                .filter_map(|(slot, t)| Some((self.slots.address(slot as u32)?, t)))
+                .collect(),
+        )
+    }
+
+    /// The snapshot channel's prefix, if the daemon publishes.
+    pub fn snapshot_channel(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+}
+
+/// When each connection of `new` entered the CRT: carried over from `old`
+/// (whose times are `old_since`) for the connections it had, `now` for the
+/// others.
+///
+/// Both CRTs are sorted by connection (the state machine's promise), so one
+/// merge walk per VIPA does it, with no hashing: this runs on every
+/// publication, next to writing the whole snapshot.
+pub(crate) fn carry_since(
+    old: &Snapshot,
+    old_since: &[Vec<u64>],
+    new: &Snapshot,
+    now: u64,
+) -> Vec<Vec<u64>> {
+    new.vipas
+        .iter()
+        .map(|v| {
+            let prev = old.vipas.iter().position(|o| o.address == v.address);
+            let (crt, since): (&[_], &[u64]) = match prev {
+                Some(i) => (
+                    &old.vipas[i].crt,
+                    old_since.get(i).map_or(&[], Vec::as_slice),
+                ),
+                None => (&[], &[]),
+            };
+            let mut j = 0;
+            v.crt
+                .iter()
+                .map(|(conn, _)| {
+                    while j < crt.len() && crt[j].0 < *conn {
+                        j += 1;
+                    }
+                    match crt.get(j) {
+                        Some((c, _)) if c == conn => since.get(j).copied().unwrap_or(now),
+                        _ => now,
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The configuration's peers, for the transport.
@@ -416,7 +565,7 @@ pub async fn run(
         tokio::select! {
             m = inbox.recv() => {
                 if let Some((peer, msg)) = m {
-                    core.node.handle_message(now(), &peer, msg);
+                    core.message(now(), &peer, msg);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -435,4 +584,54 @@ pub async fn run(
     }
     tracing::info!("vipa-control {name} stopping");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::OwnedVipa;
+    use vipa_proto::config::{L4Protocol, Service};
+    use vipa_proto::ctl::{Connection, Epoch};
+
+    fn conn(port: u16) -> Connection {
+        Connection {
+            client: SocketAddr::new([198, 51, 100, 7].into(), port),
+            service: Service {
+                protocol: L4Protocol::Tcp,
+                port: 80,
+            },
+        }
+    }
+
+    fn snap(ports: &[u16]) -> Snapshot {
+        Snapshot {
+            vipas: vec![OwnedVipa {
+                address: [192, 0, 2, 10].into(),
+                epoch: Epoch::new(1, 0),
+                services: Vec::new(),
+                crt: ports
+                    .iter()
+                    .map(|&p| (conn(p), IpAddr::from([10, 20, 0, 11])))
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn crt_ages_carry_over_publications() {
+        let a = snap(&[1, 3, 5]);
+        let since_a = carry_since(&Snapshot::default(), &[], &a, 100);
+        assert_eq!(since_a, [[100, 100, 100]]);
+        // 3 ends, 2 and 6 begin: the others keep their time.
+        let b = snap(&[1, 2, 5, 6]);
+        let since_b = carry_since(&a, &since_a, &b, 200);
+        assert_eq!(since_b, [[100, 200, 100, 200]]);
+        // The VIPA given up and taken again: everything is new.
+        let gone = carry_since(&b, &since_b, &Snapshot::default(), 300);
+        assert!(gone.is_empty());
+        assert_eq!(
+            carry_since(&Snapshot::default(), &gone, &b, 400),
+            [[400; 4]]
+        );
+    }
 }

@@ -26,10 +26,10 @@
 //!   `[[cluster.node]].address` and send it from there, so the source
 //!   address names the sender.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,11 +63,36 @@ pub struct NetStats {
     pub rejected: AtomicU64,
     /// Outgoing connections established.
     pub connects: AtomicU64,
+    /// Per peer, the state of the streams to and from it (for the status
+    /// page; a plain mutex: taken for a few instructions when a stream
+    /// opens or closes and when the API asks).
+    links: Mutex<BTreeMap<Peer, LinkState>>,
+}
+
+/// The streams to and from one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// This process's stream to the peer is connected.
+    pub outgoing: bool,
+    /// Streams from the peer open now.
+    pub incoming: u32,
 }
 
 impl NetStats {
     fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn link(&self, peer: &Peer, change: impl FnOnce(&mut LinkState)) {
+        // A poisoned lock only means a panic elsewhere mid-update of a
+        // figure for people; keep counting.
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        change(links.entry(peer.clone()).or_default());
+    }
+
+    /// Every peer's streams, as now.
+    pub fn links(&self) -> BTreeMap<Peer, LinkState> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -166,8 +191,22 @@ async fn read_stream(
         Err(e) => return e,
     };
     tracing::debug!(?peer, "control stream from {peer:?}");
+    stats.link(&peer, |l| l.incoming += 1);
+    let end = pump(&mut stream, &mut buf, &peer, inbox, stats).await;
+    stats.link(&peer, |l| l.incoming = l.incoming.saturating_sub(1));
+    end
+}
+
+/// Hands the admitted stream's frames to `inbox` until it ends.
+async fn pump(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    peer: &Peer,
+    inbox: &mpsc::Sender<(Peer, Message)>,
+    stats: &NetStats,
+) -> StreamEnd {
     loop {
-        match read_frame(&mut stream, &mut buf).await {
+        match read_frame(stream, buf).await {
             Ok(Message::Hello(_)) => {
                 return StreamEnd::Refused("a second hello on the stream".into());
             }
@@ -320,6 +359,7 @@ async fn write_link(
         };
         let _ = stream.set_nodelay(true);
         NetStats::inc(&stats.connects);
+        stats.link(&to, |l| l.outgoing = true);
         tracing::debug!(?to, %addr, "connected to {to:?} at {addr}");
         backoff = BACKOFF_MIN;
         let mut pending = Some(Message::Hello(me.clone()));
@@ -328,7 +368,10 @@ async fn write_link(
                 Some(m) => m,
                 None => match rx.recv().await {
                     Some(m) => m,
-                    None => return,
+                    None => {
+                        stats.link(&to, |l| l.outgoing = false);
+                        return;
+                    }
                 },
             };
             frame.clear();
@@ -339,6 +382,7 @@ async fn write_link(
             if let Err(e) = stream.write_all(&frame).await {
                 tracing::info!(?to, %addr, "control stream to {to:?} at {addr} lost: {e}; reconnecting");
                 NetStats::inc(&stats.dropped);
+                stats.link(&to, |l| l.outgoing = false);
                 break;
             }
             NetStats::inc(&stats.frames_out);

@@ -29,7 +29,7 @@ use std::io;
 use std::path::PathBuf;
 
 use memmap2::MmapOptions;
-use vipa_proto::snapshot::back::{Back, BackError, FlowEvent};
+use vipa_proto::snapshot::back::{Back, BackError, FlowEvent, Identity, LoaderFigures};
 use vipa_proto::snapshot::head::{Head, HeadError, Names, HEAD_LEN};
 use vipa_proto::snapshot::{BuildError, Builder, Description};
 
@@ -174,18 +174,64 @@ impl Writer {
     }
 }
 
+/// What [`BackReader::state`] reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwarderState {
+    /// Who writes the channel.
+    pub identity: Identity,
+    /// The loader's figures.
+    pub loader: LoaderFigures,
+    /// Per worker.
+    pub workers: Vec<WorkerState>,
+}
+
+/// One worker, as the back channel shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerState {
+    /// The snapshot generation it uses (0: the configuration's tables).
+    pub generation: u64,
+    /// Its clock (seconds) when it last copied its counters in.
+    pub published: u64,
+}
+
 /// Reads the forwarder's back channel.
 #[derive(Debug)]
 pub struct BackReader {
     shm: SharedWords,
+    path: PathBuf,
+    /// The object mapped: (device, inode), from before it was opened.
+    object: (u64, u64),
+}
+
+/// The (device, inode) of the file at `path`.
+fn object_of(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl BackReader {
     /// Maps the back channel at `path` (`<prefix>.back`).
     pub fn open(path: &str) -> io::Result<Self> {
+        let path = PathBuf::from(path);
+        // Noted before the open: if a new object replaces the old one in
+        // between, the reader maps the new one under the old one's
+        // identity, and `replaced` makes it open again; the other order
+        // could keep the old mapping for ever.
+        let object = object_of(&path)?;
         Ok(BackReader {
-            shm: SharedWords::open(std::path::Path::new(path))?,
+            shm: SharedWords::open(&path)?,
+            path,
+            object,
         })
+    }
+
+    /// Whether the name now holds another object than the one mapped: a
+    /// forwarder that starts creates its back channel afresh (a reader of
+    /// the old one keeps its mapping, which nobody writes any more). True
+    /// also when the name is gone.
+    pub fn replaced(&self) -> bool {
+        object_of(&self.path).map_or(true, |o| o != self.object)
     }
 
     /// Maps the back channel of channel `prefix`.
@@ -205,6 +251,38 @@ impl BackReader {
         Ok((0..v.layout().workers)
             .map(|w| names.iter().cloned().zip(v.counters(w)).collect())
             .collect())
+    }
+
+    /// What the forwarder says of itself: who it is, its loader's figures,
+    /// and per worker the generation it uses and its clock at its last
+    /// counter copy.
+    pub fn state(&self) -> Result<ForwarderState, BackError> {
+        let v = self.view()?;
+        Ok(ForwarderState {
+            identity: v.identity(),
+            loader: v.loader(),
+            workers: (0..v.layout().workers)
+                .map(|w| WorkerState {
+                    generation: v.worker_generation(w),
+                    published: v.worker_published(w),
+                })
+                .collect(),
+        })
+    }
+
+    /// Per target slot, `[packets, bytes, flows]` summed over the workers
+    /// (as of each worker's last copy, once a second).
+    pub fn target_totals(&self) -> Result<Vec<[u64; 3]>, BackError> {
+        let v = self.view()?;
+        let mut sum = vec![[0u64; 3]; v.layout().target_slots];
+        for w in 0..v.layout().workers {
+            for (s, t) in sum.iter_mut().zip(v.target_counters(w)) {
+                for (a, b) in s.iter_mut().zip(t) {
+                    *a = a.wrapping_add(b);
+                }
+            }
+        }
+        Ok(sum)
     }
 
     /// Takes up to `max` new-flow events, worker by worker: (worker, event).

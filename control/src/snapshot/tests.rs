@@ -101,6 +101,7 @@ fn back_reader_reads_counters_and_events() {
     let shm = SharedWords::create_for_test(&names.back(), layout.bytes() + 64);
     let fwd = Back::init(shm.words(), layout, &["rx_packets", "tx_packets"]).unwrap();
     fwd.publish_counters(1, 9, &[5, 4], [[1, 2, 3]].into_iter());
+    fwd.publish_counters(0, 8, &[1, 1], [[10, 20, 30], [0, 0, 1]].into_iter());
     let mut cursor = fwd.cursor(0);
     let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 443);
     for t in 0..3 {
@@ -115,13 +116,36 @@ fn back_reader_reads_counters_and_events() {
         ));
     }
 
+    fwd.set_identity(&Identity {
+        pid: 7,
+        started_unix_ms: 1_000,
+        backend: "afpacket".into(),
+    });
+    fwd.set_worker_generation(1, 3);
+
     let r = BackReader::open_prefix(&p).unwrap();
     let c = r.counters().unwrap();
     assert_eq!(
         c[1],
         [("rx_packets".to_owned(), 5), ("tx_packets".to_owned(), 4)]
     );
-    assert_eq!(c[0][0].1, 0);
+    assert_eq!(c[0][0].1, 1);
+    assert_eq!(r.target_totals().unwrap(), [[11, 22, 33], [0, 0, 1]]);
+    let st = r.state().unwrap();
+    assert_eq!(st.identity.backend, "afpacket");
+    assert_eq!(
+        st.workers,
+        [
+            WorkerState {
+                generation: 0,
+                published: 8
+            },
+            WorkerState {
+                generation: 3,
+                published: 9
+            }
+        ]
+    );
     let ev = r.drain_events(2).unwrap();
     assert_eq!(ev.len(), 2);
     assert_eq!(ev[0].1.key, key);
@@ -140,4 +164,12 @@ fn back_reader_reads_counters_and_events() {
         )
     );
     let _: &[AtomicU64] = r.shm.words();
+
+    // A forwarder that starts again creates a new object under the name.
+    assert!(!r.replaced());
+    let _ = std::fs::remove_file(names.back());
+    assert!(r.replaced(), "name gone");
+    let _again = SharedWords::create_for_test(&names.back(), layout.bytes() + 64);
+    assert!(r.replaced(), "another object");
+    assert!(!BackReader::open_prefix(&p).unwrap().replaced());
 }

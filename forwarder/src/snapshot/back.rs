@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vipa_proto::flowkey::FlowKey;
-use vipa_proto::snapshot::back::{Back, FlowEvent, Layout, RingCursor};
+use vipa_proto::snapshot::back::{Back, FlowEvent, Identity, Layout, RingCursor};
 
 use super::shm::SharedWords;
 use crate::counters::{Counter, Counters};
@@ -52,6 +52,19 @@ impl BackChannel {
     pub fn view(&self) -> Back<'_> {
         // `init` checked this layout against these words.
         Back::with_layout(self.shm.words(), self.layout).unwrap_or_else(|| unreachable!())
+    }
+
+    /// Says who writes the channel: this process, now, with `backend`
+    /// (for the control plane's status page).
+    pub fn set_identity(&self, backend: &str) {
+        let started_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.view().set_identity(&Identity {
+            pid: u64::from(std::process::id()),
+            started_unix_ms,
+            backend: backend.to_owned(),
+        });
     }
 
     /// Copies worker `worker`'s counters in (relaxed atomic stores).

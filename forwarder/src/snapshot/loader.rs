@@ -5,11 +5,11 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapOptions;
 use vipa_proto::config::Config;
-use vipa_proto::snapshot::back::LoaderFigures;
+use vipa_proto::snapshot::back::{refusal, LoaderFigures};
 use vipa_proto::snapshot::head::{Head, Names};
 use vipa_proto::snapshot::{Snapshot, SnapshotError, TargetState};
 
@@ -54,19 +54,21 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// A small number for the back channel: 1 truncated, 2 bad magic,
-    /// 3 unsupported version, 4 checksum, 5 other structural error,
-    /// 6 generation mismatch, 7 does not fit the configuration, 8 I/O.
+    /// A small number for the back channel ([`refusal`]): 1 truncated,
+    /// 2 bad magic, 3 unsupported version, 4 checksum, 5 other structural
+    /// error, 6 generation mismatch, 7 does not fit the configuration, 8 I/O.
     pub fn code(&self) -> u64 {
         match self {
-            LoadError::Snapshot(SnapshotError::Truncated { .. }) => 1,
-            LoadError::Snapshot(SnapshotError::BadMagic { .. }) => 2,
-            LoadError::Snapshot(SnapshotError::UnsupportedVersion { .. }) => 3,
-            LoadError::Snapshot(SnapshotError::Checksum { .. }) => 4,
-            LoadError::Snapshot(_) => 5,
-            LoadError::GenerationMismatch { .. } => 6,
-            LoadError::Tables(_) => 7,
-            LoadError::Io { .. } => 8,
+            LoadError::Snapshot(SnapshotError::Truncated { .. }) => refusal::TRUNCATED,
+            LoadError::Snapshot(SnapshotError::BadMagic { .. }) => refusal::BAD_MAGIC,
+            LoadError::Snapshot(SnapshotError::UnsupportedVersion { .. }) => {
+                refusal::UNSUPPORTED_VERSION
+            }
+            LoadError::Snapshot(SnapshotError::Checksum { .. }) => refusal::CHECKSUM,
+            LoadError::Snapshot(_) => refusal::STRUCTURE,
+            LoadError::GenerationMismatch { .. } => refusal::GENERATION_MISMATCH,
+            LoadError::Tables(_) => refusal::CONFIGURATION,
+            LoadError::Io { .. } => refusal::IO,
         }
     }
 }
@@ -253,6 +255,11 @@ impl Loader {
 
     fn mirror(&mut self) {
         self.figures.heartbeat = self.start.elapsed().as_secs();
+        // The wall clock too: the control plane tells a stopped forwarder
+        // by this word's age, with no clock of the forwarder's to share.
+        self.figures.heartbeat_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         if let Some(back) = &self.back {
             let view = back.view();
             for w in 0..self.slot.workers() {

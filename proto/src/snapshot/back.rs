@@ -14,7 +14,7 @@
 //!
 //! | words | content |
 //! |---|---|
-//! | 0..16 | header: magic `VIPABACK`, version, workers, counters per worker, target slots, ring capacity, names offset and length, then the loader's figures ([`LoaderFigures`]) |
+//! | 0..24 | header: magic `VIPABACK`, version, workers, counters per worker, target slots, ring capacity, names offset and length; the loader's figures ([`LoaderFigures`], words 8..15); the forwarder's identity ([`Identity`], words 15..24: process id, start, backend name) |
 //! | per worker, 64-byte aligned | generation in use; the second of its last counter copy; ring head (own cache line); ring tail (own cache line); counters; per target slot packets, bytes, flows; the ring's entries, 6 words each |
 //! | names | the counter names, `\n`-separated, 8 bytes per word (little-endian) |
 //!
@@ -27,6 +27,16 @@
 //! tail (release), which the producer loads (acquire) before reusing the
 //! slot. When the ring is full the producer drops the event and counts it:
 //! a worker never waits for the control plane.
+//!
+//! # Versions
+//!
+//! - 1: header of 16 words (no identity, loader heartbeat in seconds only).
+//! - 2: header of 24 words: the loader's heartbeat on the wall clock
+//!   (word 14), so that another process can tell its age without sampling
+//!   it; the forwarder's process id, start time and backend name (words
+//!   15..24), for `vipactl status`. The worker regions move by 8 words; a
+//!   reader of either version refuses the other (`UnsupportedVersion`), as
+//!   both ends come from the same release.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,9 +45,9 @@ use crate::flowkey::FlowKey;
 /// Word 0.
 pub const BACK_MAGIC: u64 = u64::from_le_bytes(*b"VIPABACK");
 /// Word 1.
-pub const BACK_VERSION: u64 = 1;
+pub const BACK_VERSION: u64 = 2;
 /// Words of the header.
-pub const HEADER_WORDS: usize = 16;
+pub const HEADER_WORDS: usize = 24;
 /// Words per ring entry.
 pub const EVENT_WORDS: usize = 6;
 
@@ -50,6 +60,18 @@ const W_RING: usize = 5;
 const W_NAMES_AT: usize = 6;
 const W_NAMES_LEN: usize = 7;
 const W_LOADER: usize = 8;
+/// Words of the loader's figures.
+const LOADER_WORDS: usize = 7;
+const W_PID: usize = W_LOADER + LOADER_WORDS;
+const W_STARTED: usize = W_PID + 1;
+const W_BACKEND_LEN: usize = W_STARTED + 1;
+const W_BACKEND: usize = W_BACKEND_LEN + 1;
+/// Bytes of the backend name kept (a longer one is cut).
+pub const BACKEND_BYTES: usize = (HEADER_WORDS - W_BACKEND) * 8;
+const _: () = assert!(
+    W_BACKEND + 4 <= HEADER_WORDS,
+    "room for a 32-byte backend name"
+);
 
 // Offsets inside a worker's region.
 const R_GENERATION: usize = 0;
@@ -133,7 +155,7 @@ pub enum BackError {
     },
 }
 
-/// The loader's figures (header words 8..16).
+/// The loader's figures (header words 8..15).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoaderFigures {
     /// The newest generation handed to the workers (0: none).
@@ -148,6 +170,58 @@ pub struct LoaderFigures {
     pub last_reason: u64,
     /// The loader's last poll, in seconds on the forwarder's clock.
     pub heartbeat: u64,
+    /// The loader's last poll, in milliseconds since the Unix epoch (the
+    /// wall clock, which both processes on a node share).
+    pub heartbeat_unix_ms: u64,
+}
+
+/// Why the loader refused a generation: the codes of
+/// [`LoaderFigures::last_reason`].
+pub mod refusal {
+    /// The object is shorter than its header or its lengths say.
+    pub const TRUNCATED: u64 = 1;
+    /// No `VIPASNAP` magic.
+    pub const BAD_MAGIC: u64 = 2;
+    /// A layout version the forwarder does not read.
+    pub const UNSUPPORTED_VERSION: u64 = 3;
+    /// The checksum does not match.
+    pub const CHECKSUM: u64 = 4;
+    /// Another structural error (a section or record out of bounds, …).
+    pub const STRUCTURE: u64 = 5;
+    /// The object's header names another generation than its file name.
+    pub const GENERATION_MISMATCH: u64 = 6;
+    /// The snapshot does not fit the forwarder's configuration.
+    pub const CONFIGURATION: u64 = 7;
+    /// The object could not be opened or mapped.
+    pub const IO: u64 = 8;
+
+    /// The code in words; `None` for 0 (nothing refused).
+    pub fn describe(code: u64) -> Option<&'static str> {
+        Some(match code {
+            0 => return None,
+            TRUNCATED => "truncated",
+            BAD_MAGIC => "bad magic",
+            UNSUPPORTED_VERSION => "unsupported snapshot version",
+            CHECKSUM => "checksum mismatch",
+            STRUCTURE => "malformed section or record",
+            GENERATION_MISMATCH => "generation mismatch",
+            CONFIGURATION => "does not fit the forwarder's configuration",
+            IO => "cannot open or map the object",
+            _ => "unknown reason",
+        })
+    }
+}
+
+/// Who writes the back channel (header words 15..24).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The forwarder's process id.
+    pub pid: u64,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Its packet I/O backend (`afxdp`, `afpacket`, `dpdk`, …), at most
+    /// [`BACKEND_BYTES`] bytes; empty until the forwarder sets it.
+    pub backend: String,
 }
 
 /// A new flow a worker created from a Maglev table.
@@ -328,6 +402,7 @@ impl<'a> Back<'a> {
             f.last_refused,
             f.last_reason,
             f.heartbeat,
+            f.heartbeat_unix_ms,
         ];
         for (i, x) in v.into_iter().enumerate() {
             self.words[W_LOADER + i].store(x, Ordering::Relaxed);
@@ -344,6 +419,48 @@ impl<'a> Back<'a> {
             last_refused: g(3),
             last_reason: g(4),
             heartbeat: g(5),
+            heartbeat_unix_ms: g(6),
+        }
+    }
+
+    /// Stores who writes the channel (the backend name cut to
+    /// [`BACKEND_BYTES`]); the name's length is stored last (release), so a
+    /// reader that sees it sees the name.
+    pub fn set_identity(&self, id: &Identity) {
+        self.words[W_PID].store(id.pid, Ordering::Relaxed);
+        self.words[W_STARTED].store(id.started_unix_ms, Ordering::Relaxed);
+        let mut bytes = id.backend.as_bytes();
+        if bytes.len() > BACKEND_BYTES {
+            // Cut on a character boundary.
+            let mut n = BACKEND_BYTES;
+            while !id.backend.is_char_boundary(n) {
+                n -= 1;
+            }
+            bytes = &bytes[..n];
+        }
+        self.words[W_BACKEND_LEN].store(0, Ordering::Release);
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.words[W_BACKEND + i].store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        self.words[W_BACKEND_LEN].store(bytes.len() as u64, Ordering::Release);
+    }
+
+    /// Who writes the channel.
+    pub fn identity(&self) -> Identity {
+        let len = usize::try_from(self.words[W_BACKEND_LEN].load(Ordering::Acquire))
+            .unwrap_or(usize::MAX)
+            .min(BACKEND_BYTES);
+        let mut bytes: Vec<u8> = self.words[W_BACKEND..HEADER_WORDS]
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        bytes.truncate(len);
+        Identity {
+            pid: self.words[W_PID].load(Ordering::Relaxed),
+            started_unix_ms: self.words[W_STARTED].load(Ordering::Relaxed),
+            backend: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -363,6 +480,18 @@ impl<'a> Back<'a> {
     pub fn worker_generation(&self, worker: usize) -> u64 {
         if worker < self.layout.workers {
             self.w(worker, R_GENERATION).load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    /// Worker `worker`'s clock (whole seconds since the forwarder started)
+    /// when it last copied its counters in: it moves once a second while
+    /// the worker polls, so a reader that sees it stand still knows the
+    /// worker is stuck.
+    pub fn worker_published(&self, worker: usize) -> u64 {
+        if worker < self.layout.workers {
+            self.w(worker, R_PUBLISHED).load(Ordering::Acquire)
         } else {
             0
         }
@@ -525,6 +654,8 @@ mod tests {
             ..LoaderFigures::default()
         });
         assert_eq!(r.oldest_in_use(), 3);
+        assert_eq!(r.worker_published(1), 5);
+        assert_eq!(r.worker_published(0), 0);
 
         let mut c = w.cursor(1);
         let ev = |i: u16| FlowEvent {
@@ -543,6 +674,59 @@ mod tests {
         }
         assert_eq!(r.pop_event(1), None);
         assert_eq!(r.pop_event(0), None);
+    }
+
+    #[test]
+    fn identity_and_loader_figures_round_trip() {
+        let l = layout();
+        let words: Vec<AtomicU64> = (0..l.words() + 8).map(|_| AtomicU64::new(0)).collect();
+        let w = Back::init(&words, l, &["a"]).unwrap();
+        let r = Back::open(&words).unwrap();
+        assert_eq!(r.identity(), Identity::default());
+        let id = Identity {
+            pid: 4242,
+            started_unix_ms: 1_700_000_000_000,
+            backend: "afxdp".into(),
+        };
+        w.set_identity(&id);
+        assert_eq!(r.identity(), id);
+        // A long name is cut to what fits, on a character boundary.
+        w.set_identity(&Identity {
+            backend: "é".repeat(40),
+            ..id.clone()
+        });
+        let cut = r.identity().backend;
+        assert_eq!(cut, "é".repeat(BACKEND_BYTES / 2));
+        let f = LoaderFigures {
+            generation: 7,
+            loaded: 6,
+            refused: 1,
+            last_refused: 5,
+            last_reason: refusal::CHECKSUM,
+            heartbeat: 12,
+            heartbeat_unix_ms: 1_700_000_012_000,
+        };
+        w.set_loader(&f);
+        assert_eq!(r.loader(), f);
+        // The identity and the loader's figures do not overlap.
+        assert_eq!(r.identity().pid, 4242);
+        assert_eq!(refusal::describe(f.last_reason), Some("checksum mismatch"));
+        assert_eq!(refusal::describe(0), None);
+    }
+
+    #[test]
+    fn open_refuses_another_version() {
+        let l = layout();
+        let words: Vec<AtomicU64> = (0..l.words() + 8).map(|_| AtomicU64::new(0)).collect();
+        Back::init(&words, l, &["a"]).unwrap();
+        words[W_VERSION].store(1, Ordering::Relaxed);
+        assert_eq!(
+            Back::open(&words).unwrap_err(),
+            BackError::UnsupportedVersion {
+                found: 1,
+                expected: BACK_VERSION
+            }
+        );
     }
 
     #[test]

@@ -130,6 +130,8 @@ fn dpt_and_crt_show_what_is_routed() {
     assert_eq!(row["targets"][1]["state"], "quiesced");
     assert_eq!(row["targets"][1]["ready"], false);
     assert_eq!(row["targets"][1]["weight"], 2);
+    // No forwarder: no traffic figures (rather than zeros).
+    assert_eq!(d["traffic"], Value::Null);
     let t = json_of(&handle(&mut c, 0, &req("GET", "/v1/crt", "")));
     assert_eq!(t["crt"][0]["client"], "198.51.100.7:40000");
     assert_eq!(t["crt"][0]["target"], "10.20.0.11");
@@ -282,4 +284,128 @@ fn bad_requests_say_what_is_wrong() {
     assert!(sent(&mut c)
         .iter()
         .all(|t| !matches!(t.message, Message::Quiesce(_))));
+}
+
+#[test]
+fn status_shows_the_node_its_forwarder_peers_and_agents() {
+    let mut c = core();
+    let report = vipa_proto::ctl::Report {
+        vipa: VIPA.parse().unwrap(),
+        epoch: Epoch::new(1, 0),
+        session: 1,
+        seq: 0,
+        reset: true,
+        more: false,
+        listeners: Vec::new(),
+        opened: Vec::new(),
+        closed: Vec::new(),
+    };
+    c.message(
+        100,
+        &Peer::Target("10.20.0.11".parse().unwrap()),
+        Message::Report(report),
+    );
+    let r = handle(&mut c, 350, &req("GET", "/v1/status", ""));
+    assert_eq!(r.status, 200);
+    let s = json_of(&r);
+    assert_eq!(s["node"], "fwd-a");
+    assert!(s["uptime_ms"].is_u64(), "{s}");
+    let v = &s["vipas"][0];
+    assert_eq!(v["vipa"], VIPA);
+    // The configured owner, not owning yet: Backup (see vipa_state).
+    assert_eq!(
+        (&v["state"], &v["role"]),
+        (&json!("Backup"), &json!("idle"))
+    );
+    assert_eq!(v["routed"], false);
+    // No --snapshot: no forwarder, and the reason says so.
+    assert_eq!(s["forwarder"]["attached"], false);
+    assert!(
+        s["forwarder"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("--snapshot"),
+        "{s}"
+    );
+    assert_eq!(s["snapshot"]["channel"], Value::Null);
+    let p = &s["peers"][0];
+    assert_eq!(p["node"], "fwd-b");
+    assert_eq!(p["address"], "10.10.0.2:7400");
+    assert_eq!(p["swim"], "down");
+    assert_eq!(p["last_heard_ms"], Value::Null);
+    let a = &s["agents"];
+    assert_eq!(a[0]["target"], "10.20.0.11");
+    assert_eq!(a[0]["last_report_ms"], 250);
+    assert_eq!(a[1]["target"], "10.20.0.12");
+    assert_eq!(a[1]["last_heard_ms"], Value::Null);
+}
+
+#[test]
+fn vipa_states_in_sysplex_words() {
+    let e = Epoch::new(1, 0);
+    assert_eq!(vipa_state(Some(Role::Owner(e)), false, Some(0)), "Active");
+    assert_eq!(
+        vipa_state(Some(Role::Claiming(e)), false, Some(1)),
+        "Moving"
+    );
+    assert_eq!(vipa_state(Some(Role::Idle), false, Some(1)), "Backup");
+    assert_eq!(vipa_state(Some(Role::Idle), true, Some(1)), "Deactivated");
+    assert_eq!(vipa_state(Some(Role::Idle), false, None), "-");
+    let mut c = core();
+    handle(
+        &mut c,
+        5,
+        &req("POST", "/v1/deactivate", r#"{"vipa": "192.0.2.10"}"#),
+    );
+    let v = json_of(&handle(&mut c, 5, &req("GET", "/v1/vipas", "")));
+    assert_eq!(v["vipas"][0]["state"], "Deactivated");
+}
+
+#[test]
+fn config_shows_owners_backups_targets_and_candidates() {
+    const WITH_CANDIDATES: &str = r#"
+[[vipa]]
+address = "192.0.2.20"
+services = ["udp/53"]
+owner = "fwd-b"
+backups = ["fwd-a"]
+moveable = "when-idle"
+table_size = 251
+target = [{ address = "10.20.0.11", weight = 3 }, { address = "10.20.0.13" }]
+candidates = { "fwd-a" = ["10.20.0.13"] }
+"#;
+    let text = format!("{CONFIG}{WITH_CANDIDATES}");
+    let config = Config::from_str_with_path(&text, std::path::Path::new("t.toml")).unwrap();
+    let mut c = Core::new(config, 0, 1, None, Arc::new(NetStats::default()));
+    let v = json_of(&handle(&mut c, 0, &req("GET", "/v1/config", "")));
+    assert_eq!(v["node"], "fwd-a");
+    assert_eq!(v["cluster"]["nodes"][1]["address"], "10.10.0.2:7400");
+    assert!(v["cluster"]["probe_interval_ms"].is_u64());
+    let a = &v["vipas"][0];
+    assert_eq!(a["services"], json!(["tcp/80", "tcp/443"]));
+    assert_eq!(
+        (&a["owner"], &a["backups"]),
+        (&json!("fwd-a"), &json!(["fwd-b"]))
+    );
+    assert_eq!(
+        (&a["moveable"], &a["distribution"]),
+        (&json!("immediate"), &json!("maglev"))
+    );
+    assert_eq!(
+        a["targets"][1],
+        json!({"target": "10.20.0.12", "weight": 2})
+    );
+    assert_eq!(a["candidates"][1]["node"], "fwd-b");
+    assert_eq!(a["candidates"][1]["rank"], 1);
+    assert_eq!(a["candidates"][1]["every_target"], true);
+    let b = &v["vipas"][1];
+    assert_eq!(b["moveable"], "when-idle");
+    assert_eq!(b["candidates"][0]["node"], "fwd-b");
+    assert_eq!(
+        b["candidates"][0]["targets"],
+        json!(["10.20.0.11", "10.20.0.13"])
+    );
+    assert_eq!(b["candidates"][1]["node"], "fwd-a");
+    assert_eq!(b["candidates"][1]["targets"], json!(["10.20.0.13"]));
+    assert_eq!(b["candidates"][1]["every_target"], false);
 }
