@@ -1254,6 +1254,20 @@ fn seed_2181_restart_not_extended_past_the_hold() {
     replay(2181);
 }
 
+/// The old owner opened a connection just after the target took the
+/// claimant's epoch, the report of it was lost, and a majority of the other
+/// targets confirmed the epoch: the claimant announced without it.
+#[test]
+fn seed_13627_report_lost_before_the_confirmations() {
+    replay(13627);
+}
+
+/// As 13627.
+#[test]
+fn seed_16740_report_lost_before_the_confirmations() {
+    replay(16740);
+}
+
 /// The owner crashes on a clean network: how long until the backup
 /// announces the VIPA (detection + collection). DESIGN's goal: ≤ 1 s.
 #[test]
