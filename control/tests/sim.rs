@@ -1268,6 +1268,18 @@ fn seed_16740_report_lost_before_the_confirmations() {
     replay(16740);
 }
 
+/// Known failure (1 of 100 000 seeds), not fixed: the old owner, alive but
+/// down for the claimant's SWIM (a partition that had just healed), so no
+/// handover is asked for, still routed and opened a connection on a target
+/// after that target's confirmation; its report was lost and the client's
+/// next packet reached the new owner first, which hashed it elsewhere.
+/// Run with `--ignored seed_39283`.
+#[test]
+#[ignore = "known failure: an old owner that the claimant thinks down routes until it learns of the new epoch"]
+fn seed_39283_old_owner_routes_after_the_confirmations() {
+    replay(39283);
+}
+
 /// The owner crashes on a clean network: how long until the backup
 /// announces the VIPA (detection + collection). DESIGN's goal: ≤ 1 s.
 #[test]
