@@ -258,3 +258,62 @@ fn membership_heals_after_both_nodes_declared_each_other_down() {
     assert!(w.nodes[0].is_up("fwd-1"), "fwd-0 sees fwd-1 up again");
     assert!(w.nodes[1].is_up("fwd-0"), "fwd-1 sees fwd-0 up again");
 }
+
+/// Seeds 13627, 16740: the old owner, cut off from the claimant but still
+/// routing, opens a connection on a target just after the target's agent
+/// accepted the claimant's epoch; the report of it to the claimant is lost.
+/// A majority of the other targets confirms the epoch at once, so the
+/// claimant must wait for that target's confirmation, counted only once its
+/// reports are applied: else it announces a CRT without the connection,
+/// which is then hashed to another target.
+#[test]
+fn claimant_waits_for_the_reports_a_confirmation_covers() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let mut w = World::new(2, 4);
+    w.run(1000);
+    assert!(matches!(w.nodes[0].role(VIPA), Some(Role::Owner(_))));
+    // The nodes are cut from each other: fwd-1 takes over, fwd-0 routes on
+    // until the targets tell it of the newer epoch.
+    let lost = Rc::new(Cell::new(0));
+    let lost_in = lost.clone();
+    w.filter = Box::new(move |from, t| {
+        if matches!(from, Peer::Node(_)) && matches!(t.to, Peer::Node(_)) {
+            return false;
+        }
+        // The first report of conn 1 to fwd-1 is lost.
+        if let (Peer::Target(a), Message::Report(r)) = (from, &t.message) {
+            if *a == target(0)
+                && t.to == Peer::Node("fwd-1".into())
+                && !r.reset
+                && r.opened.contains(&conn(1))
+                && lost_in.get() == 0
+            {
+                lost_in.set(1);
+                return false;
+            }
+        }
+        true
+    });
+    let mut waited = 0;
+    while w.agents[0].owner(VIPA).is_none_or(|(_, o)| o != "fwd-1") {
+        w.run(1);
+        waited += 1;
+        assert!(waited < 5000, "fwd-1 never claimed");
+    }
+    assert!(matches!(w.nodes[1].role(VIPA), Some(Role::Claiming(_))));
+    let now = w.now;
+    w.agents[0].connection_opened(now, VIPA, conn(1));
+    while !matches!(w.nodes[1].role(VIPA), Some(Role::Owner(_))) {
+        w.run(1);
+        waited += 1;
+        assert!(waited < 5000, "fwd-1 never took over");
+    }
+    assert_eq!(lost.get(), 1, "the report was lost");
+    assert_eq!(
+        w.crt_target(1, &conn(1)),
+        Some(target(0)),
+        "the new owner announces with the connection"
+    );
+}

@@ -91,7 +91,12 @@ fn samples() -> Vec<Message> {
             service: None,
             quiesce: true,
         }),
-        Message::Accepted(Accepted { vipa: VIPA, epoch }),
+        Message::Accepted(Accepted {
+            vipa: VIPA,
+            epoch,
+            session: 9,
+            seq: 1 << 40,
+        }),
         Message::Hello(Hello::Node("fwd-b".into())),
         Message::Hello(Hello::Target("10.20.0.11".parse().unwrap())),
     ]
@@ -128,17 +133,24 @@ fn header_layout() {
 fn another_version_is_refused_by_name() {
     let mut f = Vec::new();
     encode(&samples()[2], &mut f).unwrap();
-    f[6] = 2;
+    // Version 1 (before `Accepted` carried the report number) and a newer
+    // one are both refused.
+    for other in [1, VERSION + 1] {
+        let mut g = f.clone();
+        g[6] = other;
+        assert_eq!(
+            decode(&g).unwrap_err(),
+            DecodeError::UnsupportedVersion {
+                version: other,
+                supported: VERSION
+            }
+        );
+    }
+    f[6] = VERSION + 1;
     let err = decode(&f).unwrap_err();
-    assert_eq!(
-        err,
-        DecodeError::UnsupportedVersion {
-            version: 2,
-            supported: VERSION
-        }
-    );
     assert!(
-        err.to_string().contains("version 2 is not supported"),
+        err.to_string()
+            .contains(&format!("version {} is not supported", VERSION + 1)),
         "{err}"
     );
     // Even from a truncated frame.
@@ -238,6 +250,19 @@ proptest! {
             listeners: vec![],
             opened: ports.iter().map(|&p| conn(p)).collect(),
             closed: ports.iter().rev().map(|&p| conn(p)).collect(),
+        });
+        let mut f = Vec::new();
+        encode(&m, &mut f).unwrap();
+        prop_assert_eq!(decode(&f).unwrap(), (m, f.len()));
+    }
+
+    #[test]
+    fn accepted_round_trips(epoch: u64, session: u64, seq: u64) {
+        let m = Message::Accepted(Accepted {
+            vipa: VIPA,
+            epoch: Epoch(epoch),
+            session,
+            seq,
         });
         let mut f = Vec::new();
         encode(&m, &mut f).unwrap();

@@ -164,16 +164,6 @@ impl Agent {
             return;
         }
         if d.epoch == v.epoch {
-            if d.confirm {
-                v.promised_until = now + LEASE_MS;
-                self.out.push_back(Transmit {
-                    to: Peer::Node(from.to_owned()),
-                    message: Message::Accepted(Accepted {
-                        vipa: d.vipa,
-                        epoch: d.epoch,
-                    }),
-                });
-            }
             if d.full && d.owner.as_str() == v.owner.as_deref().unwrap_or("") {
                 v.unacked.clear();
                 v.opened.clear();
@@ -184,6 +174,21 @@ impl Agent {
             }
             // Otherwise a refresh, or a duplicate: the reports in flight
             // are resent by the timer.
+            if d.confirm {
+                // With the last report sent (the full one just queued
+                // included): the claimant counts this once it has applied
+                // them all, so that none lost is missing from its CRT.
+                v.promised_until = now + LEASE_MS;
+                self.out.push_back(Transmit {
+                    to: Peer::Node(from.to_owned()),
+                    message: Message::Accepted(Accepted {
+                        vipa: d.vipa,
+                        epoch: d.epoch,
+                        session: self.session,
+                        seq: v.next_seq.saturating_sub(1),
+                    }),
+                });
+            }
             return;
         }
         if now < v.promised_until {

@@ -24,6 +24,16 @@
 //!   collect a majority in the wrong order, so a node cut off from the
 //!   others (or restarted with no memory) cannot announce a VIPA after a
 //!   newer owner did.
+//! - **Confirmation.** Last, the claimant asks every target again
+//!   (`Define` with `confirm`); an agent still on that epoch answers
+//!   [`Accepted`](vipa_proto::ctl::Accepted) with the number of the last
+//!   report it sent, and accepts no newer epoch for `LEASE_MS`. An answer
+//!   counts once the claimant has applied that agent's reports up to that
+//!   number; it announces when a majority counts within `LEASE_MS` of
+//!   asking and every target that reported does (or, after
+//!   `collect_timeout` more, a majority alone). So no newer owner can have
+//!   announced first, and a connection whose report was lost just after
+//!   the target took the epoch is in the CRT it announces with.
 //! - **Takeover.** When SWIM (`foca`) declares the owner down, the
 //!   highest-ranked live backup claims. It builds the CRT from the reports
 //!   (every connection on every target of the VIPA, whatever its own

@@ -77,9 +77,15 @@ struct Collecting {
     parts: BTreeSet<u32>,
     last_part: Option<u32>,
     next_retry: u64,
-    /// The last confirmation round: when it was asked, who confirmed.
-    confirm: Option<(u64, BTreeSet<IpAddr>)>,
+    /// The last confirmation round: when it was asked, who confirmed, with
+    /// the agent's session and last report then (see `Accepted`).
+    confirm: Option<(u64, Confirmations)>,
+    /// When the first confirmation round was asked.
+    confirm_since: Option<u64>,
 }
+
+/// Target → the agent's session and last report when it confirmed.
+type Confirmations = BTreeMap<IpAddr, (u64, u64)>;
 
 #[derive(Default)]
 struct TargetView {
@@ -755,7 +761,7 @@ impl Node {
         }
         if let Some((asked, who)) = &mut c.confirm {
             if now <= *asked + LEASE_MS {
-                who.insert(target);
+                who.insert(target, (a.session, a.seq));
             }
         }
         self.try_complete(now, i);
@@ -804,6 +810,7 @@ impl Node {
             last_part: None,
             next_retry: now + COLLECT_RETRY_MS,
             confirm: None,
+            confirm_since: None,
         });
         self.events.push_back(Event::RoleChanged {
             vipa: v.cfg.address,
@@ -884,11 +891,32 @@ impl Node {
         // Last, a majority must confirm under lease that this epoch is
         // still theirs (see `Accepted`), so that no newer owner can have
         // announced before this one does.
+        //
+        // A confirmation counts once every report the agent had sent when
+        // it answered is applied, and every target that reported in this
+        // epoch must confirm so (for `collect_timeout` more, after which a
+        // majority is enough, as for the reports): a report that was lost
+        // (a connection the old owner opened just after the agent took
+        // this epoch) is resent, and in the CRT, before the announcement,
+        // instead of the connection being hashed to another target.
         let epoch = c.epoch;
+        let since = *c.confirm_since.get_or_insert(now);
         let confirmed = match &c.confirm {
-            Some((asked, who)) if now <= asked + LEASE_MS => who.len() >= majority(total),
+            Some((asked, who)) if now <= asked + LEASE_MS => {
+                let applied = |t: &IpAddr| {
+                    who.get(t).is_some_and(|&(session, seq)| {
+                        v.targets
+                            .get(t)
+                            .is_some_and(|tv| tv.session == Some(session) && tv.expected_seq > seq)
+                    })
+                };
+                let count = v.cfg.targets.iter().filter(|t| applied(&t.address)).count();
+                let all_reported = v.targets.iter().all(|(t, tv)| !tv.synced || applied(t));
+                count >= majority(total)
+                    && (all_reported || now >= since + collect_timeout + LEASE_MS)
+            }
             _ => {
-                c.confirm = Some((now, BTreeSet::new()));
+                c.confirm = Some((now, BTreeMap::new()));
                 let targets: Vec<IpAddr> = v.cfg.targets.iter().map(|t| t.address).collect();
                 self.define(i, epoch, &targets, true);
                 return;

@@ -49,8 +49,9 @@ pub use frame::{decode, encode, frame_len, DecodeError, EncodeError};
 
 /// Magic bytes after the length: "VP".
 pub const MAGIC: [u8; 2] = *b"VP";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks. Version 2: [`Accepted`] carries
+/// the agent's session and last report number.
+pub const VERSION: u8 = 2;
 /// Bytes before the body: length (4), magic (2), version (1), kind (1).
 pub const HEADER_LEN: usize = 8;
 /// Largest frame, header included: 4 MiB.
@@ -241,12 +242,23 @@ pub struct Define {
 /// majority of the targets within [`LEASE_MS`] of asking knows that no
 /// other node can have collected a majority for a newer epoch before the
 /// answers arrived, so its announcement cannot follow a newer one.
+///
+/// It also says which reports the agent had sent for `epoch` when it
+/// answered: the claimant counts the confirmation only once it has applied
+/// them all, so a report that was lost (a connection the old owner opened
+/// just before the agent accepted the claim) is in the CRT it announces
+/// with, not resent after the announcement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     /// The VIPA.
     pub vipa: IpAddr,
     /// The epoch confirmed.
     pub epoch: Epoch,
+    /// The agent session ([`Report::session`]).
+    pub session: u64,
+    /// The last report the agent had sent for `epoch` in `session`
+    /// ([`Report::seq`]; 0 if none).
+    pub seq: u64,
 }
 
 /// How long an agent's promise in [`Accepted`] lasts, in milliseconds of
