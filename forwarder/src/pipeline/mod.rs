@@ -227,7 +227,9 @@ impl Pipeline {
     }
 
     /// Pass 1: decide what the frame is; answer or hand off what is not a flow.
-    #[inline]
+    /// Out of line: the burst loop calls it only for what the fast path
+    /// ([`fast::classify_v4`]) does not take, and keeps its registers.
+    #[inline(never)]
     fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Pass1 {
         let data = buf.data();
         let Ok(eth) = ethernet::Packet::new_checked(data) else {
@@ -453,8 +455,8 @@ impl Pipeline {
     }
 
     /// Pass 2 after the flow-table lookup (`found`, which refreshed the
-    /// flow when it hit).
-    #[inline]
+    /// flow when it hit). Out of line, as [`Pipeline::classify`].
+    #[inline(never)]
     fn forward_found<B: PacketBuffer>(
         &mut self,
         port: usize,
