@@ -61,7 +61,7 @@ pub struct CaseResult {
 }
 
 /// The calling thread's CPU time in nanoseconds.
-fn thread_cpu_ns() -> u64 {
+pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -29,6 +29,17 @@ pub trait PacketBuffer {
     fn append(&mut self, n: usize) -> bool;
     /// Shortens the frame to `len` bytes (no-op when it is not longer).
     fn truncate(&mut self, len: usize);
+    /// Shortens the frame to `len` bytes (no-op when it is not longer),
+    /// then grows it by `front` bytes at the front: what encapsulation does
+    /// (drop the Ethernet padding, make room for the outer headers), in one
+    /// call. `false` when the headroom is too small, the frame then
+    /// shortened but not grown, exactly as [`PacketBuffer::truncate`]
+    /// followed by [`PacketBuffer::prepend`], which is the default.
+    #[inline]
+    fn reframe(&mut self, front: usize, len: usize) -> bool {
+        self.truncate(len);
+        self.prepend(front)
+    }
     /// Asks for the IPv4 header checksum of this frame to be computed on
     /// transmission, by the device: the header starts `l2_len` bytes into
     /// the frame and is `l3_len` bytes long. `true` when the device will do

@@ -133,6 +133,18 @@ impl Neighbors {
                 .is_ok()
     }
 
+    /// The MAC of next hop `id` when [`Neighbors::lookup`] would say
+    /// `Reachable` without claiming anything (known and younger than the
+    /// refresh time); `None` otherwise. No side effects: the fast path asks
+    /// this, and leaves every other case to `lookup`.
+    #[inline]
+    pub fn fresh(&self, id: usize, now: u32) -> Option<[u8; 6]> {
+        let e = self.entries.get(id)?;
+        let mac = e.mac.load(Ordering::Relaxed);
+        let age = now.saturating_sub(e.confirmed.load(Ordering::Relaxed));
+        (mac != 0 && age < self.refresh).then(|| unpack(mac))
+    }
+
     /// The state of next hop `id` at `now` (seconds, ≥ 1).
     #[inline]
     pub fn lookup(&self, id: usize, now: u32) -> Lookup {

@@ -164,6 +164,32 @@ impl OuterV4 {
     }
 }
 
+/// Everything encapsulation needs to send an IPv4 packet to one IPv4
+/// target from one port, prepared with the tables for the established-flow
+/// fast path (`pipeline::fast`): one entry per (port, target), indexed like
+/// the next hops, present only for an IPv4 target that keeps its flows
+/// ([`Tables::keeps_flows`]). The bytes written from it are those the
+/// general encapsulation writes for an untagged inner IPv4 frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastV4 {
+    /// The outer IPv4 header's constant part.
+    pub outer: OuterV4,
+    /// The Ethernet header: the next hop's MAC when it is static (zeros
+    /// when it is resolved: `resolve` says which), the port's MAC, 0x0800.
+    pub eth: [u8; 14],
+    /// The largest inner packet that fits the port's MTU after the outer
+    /// IPv4 and GRE headers (`mtu − 24`; 0 when the MTU is smaller).
+    pub max_inner: u32,
+    /// The next hop's id in [`Neighbors`] when it is resolved, `u32::MAX`
+    /// when `eth` holds a static MAC.
+    pub resolve: u32,
+}
+
+impl FastV4 {
+    /// `resolve` of an entry whose Ethernet header is complete.
+    pub const STATIC: u32 = u32::MAX;
+}
+
 /// The CRT of a mapped snapshot, looked up in place.
 #[derive(Clone)]
 struct CrtRef {
@@ -254,6 +280,8 @@ pub struct Tables {
     pub burst_size: usize,
     /// Next hop of each (port, target): index `port * targets.len() + target`.
     next_hops: Vec<NextHop>,
+    /// The fast path's entry of each (port, target), indexed like `next_hops`.
+    fast_v4: Vec<Option<FastV4>>,
     /// The next hops to resolve: (address, port), indexed by [`NextHop::Resolve`] ids.
     pub resolve: Vec<(IpAddr, usize)>,
     /// Seconds after which a learned MAC is refreshed.
@@ -388,6 +416,36 @@ impl Tables {
                 next_hops.push(hop);
             }
         }
+        let mut fast_v4 = Vec::with_capacity(next_hops.len());
+        for (pi, p) in ports.iter().enumerate() {
+            for (ti, t) in targets.iter().enumerate() {
+                let hop = match next_hops[pi * targets.len() + ti] {
+                    NextHop::Static(mac) => Some((mac, FastV4::STATIC)),
+                    // Ids count next hops: they fit a u32 below the marker.
+                    NextHop::Resolve(id) => u32::try_from(id)
+                        .ok()
+                        .filter(|&id| id != FastV4::STATIC)
+                        .map(|id| ([0; 6], id)),
+                };
+                let entry = match (t.outer_v4, hop) {
+                    (Some(outer), Some((dst, resolve))) if t.state != TargetState::Down => {
+                        let mut eth = [0u8; 14];
+                        eth[..6].copy_from_slice(&dst);
+                        eth[6..12].copy_from_slice(&p.mac);
+                        eth[12..].copy_from_slice(&0x0800u16.to_be_bytes());
+                        Some(FastV4 {
+                            outer,
+                            eth,
+                            max_inner: u32::try_from(p.mtu.saturating_sub(OVERHEAD_V4))
+                                .unwrap_or(u32::MAX),
+                            resolve,
+                        })
+                    }
+                    _ => None,
+                };
+                fast_v4.push(entry);
+            }
+        }
         let crt = match bytes {
             Some(bytes) if !snap.crt().is_empty() => {
                 let c = snap.crt();
@@ -415,6 +473,7 @@ impl Tables {
             flow_idle_timeout: secs(config.forwarder.flow_idle_timeout),
             burst_size: config.forwarder.burst_size,
             next_hops,
+            fast_v4,
             resolve,
             neighbor_refresh: secs(config.forwarder.neighbor_refresh),
             neighbor_timeout: secs(config.forwarder.neighbor_timeout),
@@ -488,6 +547,18 @@ impl Tables {
     #[inline]
     pub fn next_hop(&self, port: usize, target: u32) -> NextHop {
         self.next_hops[port * self.targets.len() + target as usize]
+    }
+
+    /// The fast path's entry for sending to `target` from `port` (see
+    /// [`FastV4`]): `None` for a target that is not IPv4, is down or unknown.
+    #[inline]
+    pub fn fast_entry(&self, port: usize, target: u32) -> Option<&FastV4> {
+        let n = self.targets.len();
+        let t = target as usize;
+        if t >= n {
+            return None;
+        }
+        self.fast_v4.get(port * n + t)?.as_ref()
     }
 
     /// A fresh shared next-hop table for these tables' next hops (all unknown).

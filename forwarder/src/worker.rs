@@ -330,7 +330,11 @@ fn send_pending<Q: PortQueue>(queue: &mut Q, pending: &mut Burst<Q::Buf>, counte
     let bytes: usize = pending.iter().map(crate::buf::PacketBuffer::len).sum();
     queue.tx_burst(pending);
     let unsent = pending.len();
-    let unsent_bytes: usize = pending.iter().map(crate::buf::PacketBuffer::len).sum();
+    let unsent_bytes: usize = if unsent == 0 {
+        0
+    } else {
+        pending.iter().map(crate::buf::PacketBuffer::len).sum()
+    };
     counters.add(Counter::TxPackets, (queued - unsent) as u64);
     counters.add(Counter::TxBytes, (bytes - unsent_bytes) as u64);
     if unsent != 0 {

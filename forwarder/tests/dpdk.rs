@@ -153,6 +153,23 @@ fn mbuf_edits(q: &DpdkQueue) {
     assert!(m.set_frame(&[7; 60]));
     assert_eq!(m.data(), &[7; 60]);
     assert_eq!(m.headroom(), vipa_forwarder::buf::HEADROOM);
+    // reframe = truncate, then prepend (inline on one segment).
+    m.data_mut()[..3].copy_from_slice(&[1, 2, 3]);
+    assert!(m.reframe(24, 40));
+    assert_eq!(m.len(), 64);
+    assert_eq!(m.headroom(), vipa_forwarder::buf::HEADROOM - 24);
+    assert_eq!(&m.data()[24..27], &[1, 2, 3]);
+    // SAFETY: reads the lengths of an mbuf we own.
+    assert_eq!(unsafe { (*m.as_ptr()).pkt_len }, 64, "pkt_len follows");
+    assert!(m.reframe(0, 100), "never grows at the back");
+    assert_eq!(m.len(), 64);
+    let head = m.headroom();
+    assert!(!m.reframe(head + 1, 30), "no room: shortened, not grown");
+    assert_eq!(m.len(), 30);
+    assert_eq!(m.headroom(), head);
+    // SAFETY: as above.
+    assert_eq!(unsafe { (*m.as_ptr()).pkt_len }, 30);
+    assert!(m.set_frame(&[7; 60]));
     let raw = m.into_raw();
     // SAFETY: raw came from into_raw just above and is owned by nobody else.
     let m = unsafe { Mbuf::from_raw(raw) }.unwrap();

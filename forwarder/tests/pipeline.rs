@@ -515,3 +515,114 @@ fn a_buffer_that_offloads_gets_checksum_zero_and_the_request() {
     assert_eq!(reply.len(), 1);
     assert!(reply[0].requests.is_empty());
 }
+
+/// Frames around every condition of the fast path (`pipeline::fast`):
+/// ordinary TCP/UDP flows (sent twice, so the second packet finds its flow
+/// and takes the fast path's second half), and each way a frame can miss
+/// one of its conditions by a little.
+fn fast_path_cases() -> Vec<Vec<u8>> {
+    let mut cases = Vec::new();
+    let clients = [CLIENT4, Ipv4Addr::new(203, 0, 113, 9)];
+    for (i, client) in clients.into_iter().enumerate() {
+        let sport = 40000 + i as u16;
+        let mut b = builder();
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport, 80, flags::ACK, b"x"));
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport, 443, flags::ACK, &[]));
+        cases.push(b.udp(v4(client), v4(VIPA4), sport, 53, b"q"));
+        b.dont_frag = false;
+        cases.push(b.udp(v4(client), v4(VIPA4), sport + 1, 53, &[1; 100]));
+        b.dscp = 46;
+        b.ecn = 3;
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport + 2, 80, flags::SYN, &[]));
+        b.dont_frag = true;
+        // Inner lengths 1476 (fits: 1476 + 24 = 1500) and 1477, DF and not.
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport + 3, 80, flags::ACK, &[7; 1436]));
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport + 3, 80, flags::ACK, &[7; 1437]));
+        b.dont_frag = false;
+        cases.push(b.udp(v4(client), v4(VIPA4), sport + 4, 53, &[7; 1449]));
+        // An IPv4 VIPA with an IPv6 target: no fast entry.
+        cases.push(b.tcp(
+            v4(client),
+            v4(Ipv4Addr::new(192, 0, 2, 20)),
+            sport,
+            80,
+            flags::ACK,
+            &[],
+        ));
+        // Not a service, not a VIPA.
+        cases.push(b.tcp(v4(client), v4(VIPA4), sport, 22, flags::ACK, &[]));
+        cases.push(b.udp(v4(client), v4(Ipv4Addr::new(192, 0, 2, 99)), sport, 53, &[]));
+        // Tagged, IPv6.
+        let mut t = builder();
+        t.vlan = Some(7);
+        cases.push(t.tcp(v4(client), v4(VIPA4), sport, 80, flags::ACK, &[]));
+        cases.push(builder().tcp(v6(client6()), v6(vipa6()), sport, 80, flags::ACK, &[]));
+    }
+    let base = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::ACK, &[0; 20]);
+    let udp = builder().udp(v4(CLIENT4), v4(VIPA4), 40000, 53, &[0; 20]);
+    let edit = |f: &[u8], at: usize, bytes: &[u8]| {
+        let mut f = f.to_vec();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        f
+    };
+    // Padding after the packet (a 60-byte minimum frame and more).
+    let mut padded = builder().udp(v4(CLIENT4), v4(VIPA4), 40000, 53, b"");
+    padded.resize(60, 0xEE);
+    cases.push(padded.clone());
+    padded.resize(200, 0xEE);
+    cases.push(padded);
+    // Fragments (MF, an offset), options, version 6 in an IPv4 EtherType.
+    cases.push(edit(&base, 20, &[0x20, 0]));
+    cases.push(edit(&base, 20, &[0x40, 1]));
+    cases.push(edit(&base, 14, &[0x46]));
+    cases.push(edit(&base, 14, &[0x65]));
+    // Total length: above the frame, below the transport header, exact.
+    let total = u16::from_be_bytes([base[16], base[17]]);
+    cases.push(edit(&base, 16, &(total + 1).to_be_bytes()));
+    cases.push(edit(&base, 16, &39u16.to_be_bytes()));
+    cases.push(edit(&base, 16, &40u16.to_be_bytes()));
+    cases.push(edit(&udp, 16, &27u16.to_be_bytes()));
+    cases.push(edit(&udp, 16, &28u16.to_be_bytes()));
+    // Other protocols, short frames.
+    cases.push(edit(&base, 23, &[1]));
+    cases.push(edit(&base, 23, &[47]));
+    for len in [0, 13, 14, 33, 34, 37, 38, 41] {
+        cases.push(base[..len].to_vec());
+    }
+    cases
+}
+
+/// The fast path changes nothing but speed: every case, through the
+/// burst path (which takes it) and through `process_one` (the general
+/// path, which never does), gives the same frames, verdicts and counters,
+/// on both ports, with flows established by earlier packets.
+#[test]
+fn fast_path_matches_the_general_path() {
+    let tables = tables();
+    let mut fast = Pipeline::new(tables.clone());
+    let mut general = Pipeline::new(tables);
+    let cases = fast_path_cases();
+    for round in 0..3 {
+        for port in [0usize, 1] {
+            for (i, frame) in cases.iter().enumerate() {
+                let mut rx: Burst<HeapBuf> = Burst::new();
+                rx.push(HeapBuf::from_frame(frame));
+                let mut out = Outputs::new();
+                fast.process_burst(port, &mut rx, 100 + round, &mut out);
+                let mut buf = HeapBuf::from_frame(frame);
+                let verdict = general.process_one(port, &mut buf, 100 + round);
+                let what = format!("round {round} port {port} case {i}");
+                let (place, got) = match verdict {
+                    vipa_forwarder::pipeline::Verdict::Tx => (&out.tx, "tx"),
+                    vipa_forwarder::pipeline::Verdict::Host(_) => (&out.host, "host"),
+                    vipa_forwarder::pipeline::Verdict::Drop(_) => (&out.drop, "drop"),
+                };
+                assert_eq!(place.len(), 1, "{what}: not in {got}");
+                assert_eq!(place[0].data(), buf.data(), "{what}: bytes differ");
+            }
+        }
+    }
+    assert_eq!(fast.counters.values(), general.counters.values());
+    assert_eq!(fast.counters.targets, general.counters.targets);
+    assert!(fast.counters.get(Counter::FlowTableHits) > 50);
+}

@@ -56,8 +56,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>8} {:>10} {:>16} {:>9} {:>10} {:>11}",
-        "case", "Mpps", "ns/packet", "(min..max)", "segments", "forwarded", "×testpmd"
+        "{:<20} {:>8} {:>10} {:>16} {:>9} {:>10} {:>11} {:>10}",
+        "case", "Mpps", "ns/packet", "(min..max)", "segments", "forwarded", "×testpmd", "cpu ns/p"
     );
     for r in &results {
         let range = format!("({:.2}..{:.2})", r.mpps_min, r.mpps_max);
@@ -65,9 +65,12 @@ fn main() -> anyhow::Result<()> {
             .forwarded_ratio
             .map_or("-".to_owned(), |x| format!("{x:.3}"));
         let ratio = r.vs_testpmd.map_or("-".to_owned(), |x| format!("{x:.2}"));
+        let cpu = r
+            .cpu_ns_per_packet
+            .map_or("-".to_owned(), |x| format!("{x:.1}"));
         println!(
-            "{:<20} {:>8.2} {:>10.1} {:>16} {:>9} {:>10} {:>11}",
-            r.case, r.mpps, r.ns_per_packet, range, r.segments, fw, ratio
+            "{:<20} {:>8.2} {:>10.1} {:>16} {:>9} {:>10} {:>11} {:>10}",
+            r.case, r.mpps, r.ns_per_packet, range, r.segments, fw, ratio, cpu
         );
     }
     if let Some(v) = results

@@ -40,7 +40,7 @@ use crate::tables::{OuterV4, Tables, IPPROTO_GRE, OUTER_TTL, OVERHEAD_V4, OVERHE
 
 /// GRE protocol type of the inner packet (RFC 2784 §2.4: "the Ethernet
 /// protocol type field of the payload").
-const GRE_PROTO_IPV4: u16 = 0x0800;
+pub(super) const GRE_PROTO_IPV4: u16 = 0x0800;
 const GRE_PROTO_IPV6: u16 = 0x86DD;
 
 /// What encapsulation needs from the inner IP header (pass 1 reads it).
@@ -172,12 +172,20 @@ pub(super) fn encapsulate<B: PacketBuffer>(
         // the outer IPv4 header of every IPv4 target).
         _ => return Verdict::Drop(Counter::DropNoTarget),
     }
+    sent_to_target(counters, target, inner_len);
+    Verdict::Tx
+}
+
+/// The one place a packet is counted as sent to a target: every
+/// encapsulated frame, from the general path and the fast path
+/// ([`super::fast`]), is counted here and nowhere else.
+#[inline(always)]
+pub(super) fn sent_to_target(counters: &mut Counters, target: u32, inner_len: usize) {
     counters.inc(Counter::Forwarded);
     if let Some(tc) = counters.targets.get_mut(target as usize) {
         tc.packets += 1;
         tc.bytes += inner_len as u64;
     }
-    Verdict::Tx
 }
 
 /// Writes the outer IPv4 header and the GRE header (24 bytes) from the
@@ -193,7 +201,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
 /// some devices add the field's content into the sum they insert.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn write_outer_v4(
+pub(super) fn write_outer_v4(
     out: &mut [u8; OVERHEAD_V4],
     outer: &OuterV4,
     dscp_ecn: u8,

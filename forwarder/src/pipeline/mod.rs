@@ -11,11 +11,20 @@
 //!    up (flow table, then the snapshot's CRT, then Maglev), check the MTU
 //!    and encapsulate in GRE.
 //!
+//! The common case has a fast path in both passes (module `fast`): an untagged
+//! IPv4 TCP/UDP packet without options to a VIPA service is classified
+//! from fixed offsets after one bounds check, and when its flow is in the
+//! table and the target's prepared entry ([`crate::tables::FastV4`])
+//! applies, it is encapsulated from that entry. Everything else, and every
+//! case the fast path declines, goes the general way; the output and the
+//! counters are the same either way (`tests/pipeline.rs` checks it).
+//!
 //! Every frame ends in exactly one of three places — transmit, host, drop —
 //! and every host hand-off and drop increments a named [`Counter`]. Nothing
 //! here allocates, locks, formats or logs.
 
 mod encap;
+mod fast;
 mod reply;
 
 use std::sync::Arc;
@@ -159,7 +168,10 @@ impl Pipeline {
         let mut rx_bytes = 0;
         for buf in rx.iter_mut() {
             rx_bytes += buf.len() as u64;
-            let p = self.classify(port, buf, now);
+            let p = match fast::classify_v4(&self.tables, buf.data()) {
+                Some(m) => Pass1::Flow(m),
+                None => self.classify(port, buf, now),
+            };
             if let Pass1::Flow(m) = p {
                 self.flows.prefetch(m.hash);
             }
@@ -173,7 +185,17 @@ impl Pipeline {
         for (mut buf, p) in rx.drain(..).zip(pass1.iter()) {
             let verdict = match p {
                 Pass1::Done(v) => *v,
-                Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
+                Pass1::Flow(m) => {
+                    let found = self.flows.lookup(m.hash, now);
+                    let fast = match found {
+                        Some(t) => self.forward_fast(port, &mut buf, m, t, now),
+                        None => None,
+                    };
+                    match fast {
+                        Some(v) => v,
+                        None => self.forward_found(port, &mut buf, m, now, found),
+                    }
+                }
             };
             match verdict {
                 Verdict::Tx => out.tx.push(buf),
@@ -205,7 +227,9 @@ impl Pipeline {
     }
 
     /// Pass 1: decide what the frame is; answer or hand off what is not a flow.
-    #[inline]
+    /// Out of line: the burst loop calls it only for what the fast path
+    /// ([`fast::classify_v4`]) does not take, and keeps its registers.
+    #[inline(never)]
     fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Pass1 {
         let data = buf.data();
         let Ok(eth) = ethernet::Packet::new_checked(data) else {
@@ -426,8 +450,23 @@ impl Pipeline {
         m: &FlowMeta,
         now: u32,
     ) -> Verdict {
+        let found = self.flows.lookup(m.hash, now);
+        self.forward_found(port, buf, m, now, found)
+    }
+
+    /// Pass 2 after the flow-table lookup (`found`, which refreshed the
+    /// flow when it hit). Out of line, as [`Pipeline::classify`].
+    #[inline(never)]
+    fn forward_found<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        m: &FlowMeta,
+        now: u32,
+        found: Option<u32>,
+    ) -> Verdict {
         // DESIGN.md §4 step 4: flow table, then CRT, then Maglev.
-        let target = match self.flows.lookup(m.hash, now) {
+        let target = match found {
             Some(t) if self.tables.keeps_flows(t) => {
                 self.counters.inc(Counter::FlowTableHits);
                 t

@@ -515,6 +515,35 @@ impl PacketBuffer for Mbuf {
         }
     }
 
+    /// Both changes as three field writes on a one-segment frame (every
+    /// frame [`DpdkQueue`] receives), with no call: what
+    /// `rte_pktmbuf_trim` and `rte_pktmbuf_prepend` do to a single segment.
+    #[inline]
+    fn reframe(&mut self, front: usize, len: usize) -> bool {
+        if self.segments() != 1 {
+            self.truncate(len);
+            return self.prepend(front);
+        }
+        // SAFETY: the mbuf is exclusively ours (&mut self).
+        let m = unsafe { self.0.as_mut() };
+        // One segment: pkt_len = data_len, and the last segment is this one.
+        let kept = m.data_len.min(u16::try_from(len).unwrap_or(u16::MAX));
+        let grown = match u16::try_from(front) {
+            Ok(front) if front <= m.data_off => {
+                // data_off + data_len <= buf_len (a u16) before and after.
+                m.data_off -= front;
+                m.data_len = kept + front;
+                true
+            }
+            _ => {
+                m.data_len = kept;
+                false
+            }
+        };
+        m.pkt_len = u32::from(m.data_len);
+        grown
+    }
+
     #[inline]
     fn len(&self) -> usize {
         usize::from(self.raw().data_len)

@@ -1,0 +1,152 @@
+//! The common case in one read: an untagged Ethernet frame with an IPv4
+//! header without options, not a fragment, carrying TCP or UDP to a
+//! service of a VIPA.
+//!
+//! [`classify_v4`] reads the first 38 bytes of the frame (Ethernet 14, IPv4
+//! 20, the two ports 4) at fixed offsets after a single bounds check, and
+//! returns exactly the [`FlowMeta`] that the general classification
+//! ([`super::Pipeline::classify`]) returns for such a frame. Anything else —
+//! an 802.1Q tag, ARP, IPv6, options, a fragment, ICMP, a short or
+//! inconsistent header, a destination that is not a VIPA, a port that is
+//! not a service — gets `None`, and the general path decides, drops and
+//! counts as it always did: the fast path only ever says "this is an
+//! ordinary flow packet", never "drop".
+//!
+//! The conditions, each the general path's for the same outcome:
+//!
+//! * EtherType 0x0800 at bytes 12–13 (an 802.1Q tag is 0x8100 there);
+//! * byte 14 = 0x45: version 4 and IHL 5 (RFC 791: "Internet Header
+//!   Length is the length of the internet header in 32 bit words"; 5 = no
+//!   options), which `ipv4::Packet::check_len` and the version and option
+//!   tests accept;
+//! * total length ≥ 20 + the transport header (TCP 20, UDP 8: what
+//!   [`super::ports`] asks of the payload) and ≤ the frame after Ethernet
+//!   (`check_len`; what follows is Ethernet padding);
+//! * flags/fragment offset & 0x3FFF = 0: neither MF nor an offset (RFC 791:
+//!   a fragment has one or the other), as `is_fragment`;
+//! * protocol 6 or 17; the destination a VIPA, the destination port one of
+//!   its services.
+
+use vipa_proto::flowkey::FlowKey;
+use vipa_proto::wire::ipv4;
+
+use super::encap::{self, Inner};
+use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP};
+use crate::buf::PacketBuffer;
+use crate::counters::Counter;
+use crate::tables::{FastV4, Tables, OVERHEAD_V4};
+
+/// Bytes the fast path reads: Ethernet (14) + IPv4 without options (20) +
+/// source and destination port (4).
+const PREFIX: usize = 14 + 20 + 4;
+
+/// The flow facts of an ordinary IPv4 TCP/UDP packet to a VIPA service,
+/// `None` for anything else (see the module docs).
+#[inline(always)]
+pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
+    let h: &[u8; PREFIX] = data.get(..PREFIX)?.try_into().ok()?;
+    let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    if be16(12) != 0x0800 || h[14] != 0x45 {
+        return None;
+    }
+    let total = usize::from(be16(16));
+    let proto = h[23];
+    let l4_min = match proto {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
+        _ => return None,
+    };
+    let flags_offset = be16(20);
+    if total < 20 + l4_min || 14 + total > data.len() || flags_offset & 0x3FFF != 0 {
+        return None;
+    }
+    let dst = [h[30], h[31], h[32], h[33]];
+    let vipa = tables.vipa_v4(&dst)?;
+    let dport = be16(36);
+    if !tables.vipas[usize::from(vipa)].serves(proto, dport) {
+        return None;
+    }
+    let src = [h[26], h[27], h[28], h[29]];
+    Some(FlowMeta {
+        hash: FlowKey::hash_v4(src, dst, proto, be16(34), dport),
+        vipa,
+        l2_len: 14,
+        v6: false,
+        icmp_error: false,
+        inner: Inner {
+            len: total as u32,
+            dscp_ecn: h[15],
+            df: flags_offset & 0x4000 != 0,
+        },
+    })
+}
+
+impl Pipeline {
+    /// Pass 2 of an ordinary IPv4 packet (`m` from an untagged frame, not
+    /// an ICMP error) whose flow the table knows (`target`), when the
+    /// tables' fast entry for (`port`, `target`) exists (an IPv4 target
+    /// that keeps its flows), the packet fits the MTU and the next hop's MAC
+    /// is static or fresh: encapsulates and returns the verdict. `None`
+    /// (nothing changed) for anything else: the general path goes on from
+    /// the same lookup.
+    ///
+    /// The frame is what [`encap::encapsulate`] makes of it, with the same
+    /// counters: the general path's order of checks (target kept, next hop,
+    /// MTU, headroom) with the answers known in advance.
+    #[inline(always)]
+    pub(super) fn forward_fast<B: PacketBuffer>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        m: &FlowMeta,
+        target: u32,
+        now: u32,
+    ) -> Option<Verdict> {
+        if m.l2_len != 14 || m.v6 || m.icmp_error {
+            return None;
+        }
+        let f = self.tables.fast_entry(port, target)?;
+        let inner_len = m.inner.len;
+        if inner_len > f.max_inner {
+            return None;
+        }
+        let mut eth = f.eth;
+        if f.resolve != FastV4::STATIC {
+            eth[..6].copy_from_slice(&self.neighbors.fresh(f.resolve as usize, now)?);
+        }
+        let outer = f.outer;
+        self.counters.inc(Counter::FlowTableHits);
+        // Ethernet padding is not part of the packet.
+        if !buf.reframe(OVERHEAD_V4, 14 + inner_len as usize) {
+            return Some(Verdict::Drop(Counter::DropNoBufferRoom));
+        }
+        let cksum_offload = buf.offload_ipv4_checksum(14, ipv4::HEADER_LEN);
+        let Some(hdr) = buf.data_mut().first_chunk_mut::<{ 14 + OVERHEAD_V4 }>() else {
+            // Never: the frame now holds the outer headers and more.
+            return Some(Verdict::Drop(Counter::DropNoBufferRoom));
+        };
+        let (eth_out, ip_out) = hdr.split_at_mut(14);
+        eth_out.copy_from_slice(&eth);
+        let df = m.inner.df;
+        let id = if df {
+            0
+        } else {
+            self.ident = self.ident.wrapping_add(1);
+            self.ident
+        };
+        if let Ok(ip_out) = <&mut [u8; OVERHEAD_V4]>::try_from(ip_out) {
+            encap::write_outer_v4(
+                ip_out,
+                &outer,
+                m.inner.dscp_ecn,
+                (OVERHEAD_V4 as u32 + inner_len) as u16,
+                id,
+                df,
+                encap::GRE_PROTO_IPV4,
+                cksum_offload,
+            );
+        }
+        encap::sent_to_target(&mut self.counters, target, inner_len as usize);
+        Some(Verdict::Tx)
+    }
+}
