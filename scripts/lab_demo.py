@@ -11,12 +11,17 @@
       of any connection that overlaps [FROM, TO] (a takeback, a link loss).
   lab_demo.py window LOG FROM [TO]
       HTTP requests started in [FROM, TO) (lab_http_client.py's log):
-      {"ok", "failed", "per_target"}.
+      {"ok", "failed", "per_target", "reused_ok", "reused_failed"}: the
+      last two count requests on a client port an earlier request used, by
+      the target that earlier one went to.
   lab_demo.py by-target CRT STATUS
       The echo connections (their local ports) per target name, from
       `vipactl crt --json` and the echo client's status.
   lab_demo.py kept STATUS SINCE PORT...
       How many of these connections are ok with a round trip after SINCE.
+  lab_demo.py reuse-note WINDOW_JSON TARGET
+      A sentence on the requests of a window that went to TARGET on reused
+      client ports (nothing when none did).
   lab_demo.py lost ECHO_LOG
       How many connections the echo client's final JSON says were lost.
   lab_demo.py summary RESULTS
@@ -61,22 +66,37 @@ def gap(path, start, stop):
 
 
 def window(path, start, stop):
+    """Counts requests started in [start, stop); "reused" are those whose
+    client port an earlier request used, and where that one went (the
+    forwarder's flow table remembers a finished flow, so a new connection on
+    a reused port goes where the old one went)."""
     ok = failed = 0
     per = {}
+    reused_ok = {}
+    reused_failed = {}
+    last = {}  # client port -> target of its latest request
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) < 3:
+            if len(parts) < 4:
                 continue
-            t = float(parts[0])
+            t, name, port = float(parts[0]), parts[1], parts[3]
+            before = last.get(port)
+            if name != "-":
+                last[port] = name
             if t < start or t >= stop:
                 continue
-            if parts[1] == "-":
+            if name == "-":
                 failed += 1
+                if before:
+                    reused_failed[before] = reused_failed.get(before, 0) + 1
             else:
                 ok += 1
-                per[parts[1]] = per.get(parts[1], 0) + 1
-    return {"ok": ok, "failed": failed, "per_target": dict(sorted(per.items()))}
+                per[name] = per.get(name, 0) + 1
+                if before == name:
+                    reused_ok[name] = reused_ok.get(name, 0) + 1
+    return {"ok": ok, "failed": failed, "per_target": dict(sorted(per.items())),
+            "reused_ok": reused_ok, "reused_failed": reused_failed}
 
 
 def by_target(crt_path, status_path):
@@ -126,7 +146,9 @@ def summary(path):
     h_ok = httpf.get("ok", 0)
     spread = ", ".join(f"{k} {num(v)}" for k, v in sorted(httpf.get("per_target", {}).items()))
     before = int(r.get("restart_refused_before") or 0)
+    reused = int(r.get("restart_refused_reused") or 0)
     why = f"; {before} refused by t2 before the owner knew of its restart" if before else ""
+    why += f"; {reused} refused by t2 on reused client ports (flow table)" if reused else ""
     rows = [("long-lived echo (byte-checked, 10 round trips/s)", e_open, e_kept, e_open - e_kept, ""),
             ("short HTTP (a new connection per request)", h_req, h_ok, h_req - h_ok, spread + why)]
     if r.get("wrk_requests"):
@@ -145,9 +167,12 @@ def summary(path):
         ("takeback: fwd-a started again", r.get("takeback_ms"), r.get("takeback_kept"),
          f"longest stall of a connection {num(r.get('takeback_gap_ms'))} ms"),
         ("quiesce t3, then resume", None, r.get("quiesce_kept"),
-         f"new HTTP to t3 while quiesced: {r.get('quiesce_new_t3')}; after resume: {r.get('resume_new_t3')}"),
+         f"new HTTP to t3 while quiesced: {r.get('quiesce_new_t3')}"
+         + (f" ({r['quiesce_reused_t3']} on reused client ports)" if r.get("quiesce_reused_t3", "0") != "0" else "")
+         + f"; after resume: {r.get('resume_new_t3')}"),
         ("application restart on t2 (listener away 6 s)", r.get("restart_ms"), r.get("restart_kept"),
-         f"time = restarting in the DPT; new HTTP to t2 then: {r.get('restart_new_t2')}"),
+         f"time = restarting in the DPT; new HTTP sent to t2 meanwhile (refused): {r.get('restart_refused')}"
+         + (f", {r['restart_refused_reused']} of them on reused client ports" if r.get("restart_refused_reused", "0") != "0" else "")),
         (f"link loss on fwd-a {r.get('link_port', '?')}", r.get("link_ms"), r.get("link_kept"),
          f"time = until the client's ARP entry moved to {r.get('link_other', '?')}; "
          f"longest stall {num(r.get('link_gap_ms'))} ms"),
@@ -170,6 +195,13 @@ elif cmd == "by-target":
     print(json.dumps(by_target(a[0], a[1])))
 elif cmd == "kept":
     print(json.dumps(kept(a[0], float(a[1]), [int(p) for p in a[2:]])))
+elif cmd == "reuse-note":
+    w, t = json.loads(a[0]), a[1]
+    n_ok, n_failed = w["reused_ok"].get(t, 0), w["reused_failed"].get(t, 0)
+    if n_ok or n_failed:
+        print(f" — of these, {n_ok} answered by {t} and {n_failed} refused by it came on client ports whose"
+              f" earlier connection {t} had served: the forwarder's flow table remembers a flow for 300 s"
+              f" and sends the port there again (a known limit)")
 elif cmd == "lost":
     print(sum(1 for c in last_json(a[0]) if not c["ok"]))
 elif cmd == "summary":
