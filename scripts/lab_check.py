@@ -14,11 +14,12 @@ command is one function.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
-LAB = [ "bash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")]
+LAB = ["bash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")]
 ECHO = sys.argv[1]
 ENV = dict(line.split("=", 1) for line in subprocess.run(
     LAB + ["env"], check=True, capture_output=True, text=True).stdout.split())
@@ -139,13 +140,15 @@ def check_vipa():
                  ("for_ms", int)]:
         expect(isinstance(a.get(k), t), f"vipa --json: {k} = {a.get(k)!r}, expected a {t.__name__}")
     expect(a["role"] == "owner" and a["owner"] == "fwd-a", f"fwd-a: role {a['role']}, owner {a['owner']}")
+    expect(a.get("state") == "Active", f"fwd-a: state {a.get('state')!r}, expected Active")
     expect(a["configured_owner"] == "fwd-a" and a["backups"] == ["fwd-b"], f"fwd-a: configured {a}")
     expect(a["rank"] == 0 and a["deactivated"] is False and a["term"] >= 1, f"fwd-a: {a}")
     expect(a["since_unix_ms"] <= now_ms + 1000 and a["for_ms"] >= 0, f"fwd-a: since {a['since_unix_ms']}")
     b = vipa_entry("b")
     expect(b["role"] == "idle" and b["owner"] == "fwd-a" and b["rank"] == 1, f"fwd-b: {b}")
+    expect(b.get("state") == "Backup", f"fwd-b: state {b.get('state')!r}, expected Backup")
     expect(b["epoch"] == a["epoch"], f"epochs differ: fwd-a {a['epoch']}, fwd-b {b['epoch']}")
-    ok("vipa --json: fwd-a owner (rank 0), fwd-b idle (rank 1), same epoch, since/for_ms present")
+    ok("vipa --json: fwd-a owner/Active (rank 0), fwd-b idle/Backup (rank 1), same epoch, since/for_ms present")
 
 
 @check("dpt")
@@ -162,8 +165,15 @@ def check_dpt():
             conns[r["service"]] = conns.get(r["service"], 0) + t["connections"]
     n = len(echo_ports())
     expect(conns["tcp/9000"] >= n, f"dpt: {conns['tcp/9000']} connections on tcp/9000, the client holds {n}")
+    traffic = vjson("a", "dpt", "--json")["traffic"]
+    expect(sorted(t["target"] for t in traffic) == TARGETS, f"dpt traffic: {traffic}")
+    for t in traffic:
+        expect(all(isinstance(t.get(k), int) for k in ("connections_total", "packets", "bytes")), f"dpt traffic: {t}")
+    expect(sum(t["packets"] for t in traffic) > 0 and sum(t["connections_total"] for t in traffic) >= n,
+           f"dpt traffic: nothing forwarded? {traffic}")
     expect(dpt_rows("b") == [], "fwd-b (idle) has a DPT")
-    ok(f"dpt --json: 2 services x 3 targets ready, weight 1, {conns['tcp/9000']} echo connections; fwd-b empty")
+    ok(f"dpt --json: 2 services x 3 targets ready, weight 1, {conns['tcp/9000']} echo connections, traffic per "
+       f"target (connections_total, packets, bytes); fwd-b empty")
     rc, out, _ = vipactl("a", "dpt", "--detail")
     expect(rc == 0 and "EPOCH" in out.upper(), f"dpt --detail: {out[:200]}")
     ok("dpt --detail (table)")
@@ -176,7 +186,8 @@ def check_crt():
     expect(j.get("node") == "fwd-a", f"crt --json: node {j.get('node')}")
     mine = {}
     for r in j["crt"]:
-        expect(set(r) >= {"vipa", "service", "client", "target"}, f"crt row: {r}")
+        expect(set(r) >= {"vipa", "service", "client", "target", "age_ms", "since_unix_ms"}, f"crt row: {r}")
+        expect(isinstance(r["age_ms"], int) and r["age_ms"] >= 0, f"crt row age: {r}")
         if r["service"] == "tcp/9000" and r["client"].startswith(CLIENT + ":"):
             mine[int(r["client"].rsplit(":", 1)[1])] = r["target"]
     missing = [p for p in ports if p not in mine]
@@ -215,28 +226,88 @@ def check_stats():
     b = vjson("b", "stats", "--json")
     expect(b.get("node") == "fwd-b" and isinstance(b["forwarder"], list), f"stats on fwd-b: {str(b)[:200]}")
     ok(f"stats --json: control and forwarder counters; forwarded {f1} → {f2}, frames_received {c1} → {c2}")
+    if "--watch" in vipactl("a", "stats", "--help")[1]:
+        check_stats_watch()
+
+
+def check_stats_watch():
+    """stats --watch --json: a JSON line per interval with per-second rates; SIGINT ends it with 0."""
+    p = subprocess.Popen(LAB + ["vipactl", "a", "stats", "--watch", "--json", "--interval", "0.5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [p.stdout.readline() for _ in range(3)]
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=10)
+    rows = [json.loads(line) for line in lines if line.strip()]
+    expect(len(rows) == 3, f"stats --watch --json: {len(rows)} lines: {lines}")
+    last = rows[-1]
+    expect(last.get("node") == "fwd-a" and isinstance(last.get("rates"), dict), f"stats --watch: {str(last)[:200]}")
+    fwd = last["rates"]["forwarder"]
+    expect(isinstance(fwd, list) and fwd and fwd[0].get("forwarded", 0) > 0,
+           f"stats --watch: no forwarding rate while the echo client runs: {str(fwd)[:200]}")
+    expect(rc == 0, f"stats --watch ended by SIGINT with exit {rc}, expected 0")
+    ok(f"stats --watch --json: a line per interval with rates (forwarded {fwd[0]['forwarded']:.0f}/s); SIGINT → exit 0")
 
 
 @check("status")
 def check_status():
-    for node in ("a", "b"):
-        j = vjson(node, "status", "--json")
-        expect(j.get("node") == NODES[node], f"status on {node}: node {j.get('node')!r}")
-        expect(VIPA in json.dumps(j), f"status on {node}: {VIPA} not mentioned")
-    ok("status --json: names its node and the VIPA on fwd-a and fwd-b")
+    n = len(echo_ports())
+    a = vjson("a", "status", "--json")
+    expect(a.get("node") == "fwd-a", f"status on a: node {a.get('node')!r}")
+    f = a["forwarder"]
+    expect(f["attached"] is True and f["health"] == "ok" and f["backend"] == "afpacket" and f["workers"] == 1
+           and f["in_sync"] is True, f"status on a: forwarder {f}")
+    snap = a["snapshot"]
+    expect(snap["channel"].endswith("/a-snap") and snap["generation"] >= 1 and snap["errors"] == 0,
+           f"status on a: snapshot {snap}")
+    expect(f["generation_loaded"] == snap["generation"] or f["in_sync"], f"status on a: {f}, {snap}")
+    peers = {p["node"]: p for p in a["peers"]}
+    expect(set(peers) == {"fwd-b"} and peers["fwd-b"]["swim"] == "up", f"status on a: peers {a['peers']}")
+    agents = {g["target"]: g for g in a["agents"]}
+    expect(sorted(agents) == TARGETS and all(g["stream_out"] and g["last_report_ms"] is not None
+                                             for g in agents.values()), f"status on a: agents {a['agents']}")
+    v = [x for x in a["vipas"] if x["vipa"] == VIPA]
+    expect(len(v) == 1 and v[0]["role"] == "owner" and v[0]["routed"] is True and v[0]["targets_ready"] == 3
+           and v[0]["connections"] >= n, f"status on a: vipas {a['vipas']}")
+    b = vjson("b", "status", "--json")
+    expect(b.get("node") == "fwd-b" and b["forwarder"]["health"] == "ok", f"status on b: {str(b)[:300]}")
+    vb = [x for x in b["vipas"] if x["vipa"] == VIPA]
+    expect(len(vb) == 1 and vb[0]["role"] == "idle" and vb[0]["routed"] is False, f"status on b: {b['vipas']}")
+    expect([p["node"] for p in b["peers"]] == ["fwd-a"] and b["peers"][0]["swim"] == "up", f"status on b: {b['peers']}")
+    ok(f"status --json: fwd-a's forwarder ok (afpacket, 1 worker, in sync with generation {snap['generation']}), "
+       f"peer fwd-b up, 3 agents reporting, VIPA routed with 3 ready and {v[0]['connections']} connections; "
+       f"fwd-b's forwarder ok, VIPA not routed, peer fwd-a up")
 
 
 @check("config")
 def check_config():
-    rc, out, err = vipactl("a", "config", "--help")
-    expect(rc == 0, f"config --help: exit {rc}")
-    args = ["config", "--json"] if "--json" in out else ["config"]
-    rc, out, err = vipactl("a", *args)
-    expect(rc == 0, f"vipactl {' '.join(args)}: exit {rc}: {err.strip()}")
-    if "--json" in args:
-        json.loads(out)
-    expect(VIPA in out, f"vipactl {' '.join(args)}: {VIPA} not in {out[:200]}")
-    ok(f"{' '.join(args)}: the lab's VIPA")
+    for node in ("a", "b"):
+        j = vjson(node, "config", "--json")
+        expect(j.get("node") == NODES[node], f"config on {node}: node {j.get('node')!r}")
+        c = j["cluster"]
+        expect([n["name"] for n in c["nodes"]] == ["fwd-a", "fwd-b"], f"config on {node}: nodes {c['nodes']}")
+        expect(c["restart_hold_ms"] == 30000 and c["probe_interval_ms"] == 200, f"config on {node}: {c}")
+        v = [x for x in j["vipas"] if x["vipa"] == VIPA]
+        expect(len(v) == 1, f"config on {node}: vipas {j['vipas']}")
+        v = v[0]
+        expect(v["owner"] == "fwd-a" and v["backups"] == ["fwd-b"] and v["moveable"] == "immediate"
+               and sorted(v["services"]) == sorted(SERVICES), f"config on {node}: {v}")
+        expect(sorted((t["target"], t["weight"]) for t in v["targets"]) == [(t, 1) for t in TARGETS],
+               f"config on {node}: targets {v['targets']}")
+        cand = {c["node"]: c for c in v["candidates"]}
+        expect(cand["fwd-a"]["rank"] == 0 and cand["fwd-b"]["rank"] == 1
+               and all(c["every_target"] for c in cand.values()), f"config on {node}: candidates {v['candidates']}")
+    ok("config --json on both nodes: the lab's cluster (2 nodes, restart hold 30 s), the VIPA's owner, backup, "
+       "moveable, services, 3 targets of weight 1, candidates fwd-a (0) and fwd-b (1)")
+
+
+@check("completions")
+def check_completions():
+    for shell in ("bash", "zsh", "fish"):
+        rc, out, err = vipactl("a", "completions", shell)
+        expect(rc == 0 and "vipactl" in out and "quiesce" in out, f"completions {shell}: exit {rc}: {err[:200]}")
+    ok("completions bash|zsh|fish: scripts naming vipactl's commands")
 
 
 # ---------------------------------------------------------------------------
@@ -297,6 +368,8 @@ def check_deactivate():
     until(10, "fwd-b to own the VIPA after fwd-a's deactivate", lambda: role("b") == "owner")
     a = vipa_entry("a")
     expect(a["role"] == "idle" and a["deactivated"] is True and a["owner"] == "fwd-b", f"fwd-a after deactivate: {a}")
+    expect(a.get("state") == "Deactivated" and vipa_entry("b").get("state") == "Active",
+           f"states after deactivate: fwd-a {a.get('state')}, fwd-b {vipa_entry('b').get('state')}")
     expect(dpt_rows("a") == [], "fwd-a still has a DPT after deactivate")
     until(5, "three ready targets at fwd-b", lambda: all_ready("b"))
     ports = echo_ports()
@@ -304,19 +377,21 @@ def check_deactivate():
              if r["client"].startswith(CLIENT + ":") and r["service"] == "tcp/9000"}
     expect(set(ports) <= crt_b, f"fwd-b's CRT lacks the echo connections {sorted(set(ports) - crt_b)}")
     until(10, "every echo connection to echo through fwd-b", lambda: echo_all_fine(time.time() - 0.3))
-    ok("deactivate on fwd-a: fwd-b owner, fwd-a idle + deactivated, fwd-b's DPT ready and CRT has every echo "
+    ok("deactivate on fwd-a: fwd-b owner (Active), fwd-a idle (Deactivated), fwd-b's DPT ready and CRT has every echo "
        "connection, all of them still echo")
     rc, out, err = vipactl("a", "reactivate", VIPA)
     expect(rc == 0 and "reactivated" in out, f"reactivate: exit {rc}: {out}{err}")
     until(15, "fwd-a to own the VIPA again (moveable = immediate)", lambda: role("a") == "owner")
     a = vipa_entry("a")
     expect(a["deactivated"] is False, f"fwd-a after reactivate: {a}")
+    until(5, "fwd-a Active", lambda: vipa_entry("a").get("state") == "Active")
     until(5, "fwd-b idle", lambda: role("b") == "idle")
     until(5, "three ready targets at fwd-a", lambda: all_ready("a"))
     until(10, "every echo connection to echo through fwd-a", lambda: echo_all_fine(time.time() - 0.3))
     lost = [c["port"] for c in echo_status() if not c["ok"]]
     expect(not lost, f"echo connections lost across deactivate/reactivate: {lost}")
-    ok(f"reactivate on fwd-a: owner again, fwd-b idle, no echo connection lost ({time.time() - since:.1f} s)")
+    ok(f"reactivate on fwd-a: owner again, fwd-b idle, no echo connection lost "
+       f"(deactivate to reactivated: {time.time() - since:.1f} s)")
 
 
 check("reactivate")(lambda: None)  # with deactivate, above
@@ -343,7 +418,8 @@ def main():
     print(f"vipactl lists: {' '.join(commands)}", flush=True)
     unchecked = [c for c in commands if c not in CHECKS]
     # Reads first (on the lab as `up` left it), then writes, each restoring it.
-    order = ["vipa", "dpt", "crt", "stats", "status", "config", "quiesce", "resume", "deactivate", "reactivate"]
+    order = ["status", "config", "vipa", "dpt", "crt", "stats", "completions", "quiesce", "resume", "deactivate",
+             "reactivate"]
     try:
         for c in sorted((c for c in commands if c in CHECKS), key=lambda c: order.index(c) if c in order else 99):
             CHECKS[c]()
