@@ -51,6 +51,10 @@ counters! {
     CrtHits = "crt_hits",
     /// Flows whose target slot is down, routed again (CRT, then Maglev).
     FlowsRerouted = "flows_rerouted",
+    /// TCP SYNs (no ACK) that found a remembered flow or CRT connection
+    /// whose target takes no new connections for the service (a reused
+    /// client port), routed as new connections.
+    SynRerouted = "syn_rerouted",
     /// New-flow events lost because the control plane did not empty the ring.
     FlowEventsLost = "flow_events_lost",
     /// Snapshot generations this worker switched to.

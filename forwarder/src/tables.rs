@@ -54,6 +54,9 @@ pub struct Vipa {
     /// Every service uses the same table (or none): the usual case, in
     /// which a new flow needs no service lookup.
     one_table: bool,
+    /// For each table, the target slots it holds, sorted (what
+    /// [`Self::takes_new`] answers from).
+    members: Vec<Vec<u32>>,
     /// Ownership epoch (0 from a configuration).
     pub epoch: u64,
 }
@@ -75,13 +78,33 @@ impl Vipa {
         epoch: u64,
     ) -> Self {
         let one_table = services.windows(2).all(|w| w[0].maglev == w[1].maglev);
+        let members = maglev
+            .iter()
+            .map(|t: &MaglevTable| {
+                let mut m = t.entries().to_vec();
+                m.sort_unstable();
+                m.dedup();
+                m
+            })
+            .collect();
         Vipa {
             address,
             services,
             maglev,
             one_table,
+            members,
             epoch,
         }
+    }
+
+    /// True when `target` takes new connections for `protocol`/`port` (it
+    /// is in that service's Maglev table).
+    pub fn takes_new(&self, protocol: u8, port: u16, target: u32) -> bool {
+        self.services
+            .iter()
+            .find(|s| s.port == port && s.protocol == protocol)
+            .and_then(|s| self.members.get(usize::from(s.maglev?)))
+            .is_some_and(|m| m.binary_search(&target).is_ok())
     }
 
     /// True when every service uses the same Maglev table (or none), so

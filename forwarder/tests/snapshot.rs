@@ -431,7 +431,7 @@ fn target_states_and_slot_reassignment() {
     let mut loader = Loader::new(Arc::new(config()), &ch.0, Arc::clone(&slot), None);
     let mut w = worker(&slot, 0);
     let b = builder();
-    let send = |w: &mut Worker<MemPort>, port: u16| {
+    let send = |w: &mut Worker<MemPort>, port: u16, tcp_flags: u8| {
         let out = common::send(
             w,
             0,
@@ -440,7 +440,7 @@ fn target_states_and_slot_reassignment() {
                 VIPA4.into(),
                 port,
                 80,
-                flags::SYN,
+                tcp_flags,
                 b"",
             ),
         );
@@ -448,7 +448,9 @@ fn target_states_and_slot_reassignment() {
         decode(&out.tx[0]).0
     };
     // Flows on generation 0 (the configuration).
-    let before: Vec<Ipv4Addr> = (0..60).map(|p| send(&mut w, 30_000 + p)).collect();
+    let before: Vec<Ipv4Addr> = (0..60)
+        .map(|p| send(&mut w, 30_000 + p, flags::SYN))
+        .collect();
     let slot_of = |a: Ipv4Addr| V4_TARGETS.iter().position(|t| *t == a).unwrap();
 
     // Target 0 down, target 1 quiesced: Maglev over target 2 only.
@@ -458,7 +460,10 @@ fn target_states_and_slot_reassignment() {
     d.vipas[0].maglev = vec![vec![2; 13]];
     writer.publish(&d).unwrap();
     assert!(matches!(loader.poll(), Poll::Loaded(1)));
-    let after: Vec<Ipv4Addr> = (0..60).map(|p| send(&mut w, 30_000 + p)).collect();
+    // The connections' later segments.
+    let after: Vec<Ipv4Addr> = (0..60)
+        .map(|p| send(&mut w, 30_000 + p, flags::ACK))
+        .collect();
     for (b, a) in before.iter().zip(&after) {
         match slot_of(*b) {
             0 => assert_eq!(slot_of(*a), 2, "down: routed again"),
@@ -468,7 +473,7 @@ fn target_states_and_slot_reassignment() {
     assert!(w.counters().get(Counter::FlowsRerouted) > 0);
     // New flows go to the ready target only.
     for p in 0..20 {
-        assert_eq!(slot_of(send(&mut w, 40_000 + p)), 2);
+        assert_eq!(slot_of(send(&mut w, 40_000 + p, flags::SYN)), 2);
     }
 
     // Slot 1 given to another address while quiesced (not down): a
@@ -532,4 +537,68 @@ fn new_connections_follow_each_services_own_maglev_table() {
     let out = common::send(&mut w, 0, &b.udp(client, VIPA4.into(), 5353, 53, b"q"));
     assert!(out.tx.is_empty(), "53: no target takes it");
     assert_eq!(w.counters().get(Counter::DropNoTarget), dropped + 1);
+}
+
+#[test]
+fn a_syn_on_a_reused_client_port_goes_where_new_connections_go() {
+    // A client port whose old flow went to a target that now takes no new
+    // connections (quiesced): a SYN on it is a new connection and goes to
+    // a target that takes them; the other packets of the old flows keep
+    // their target; a SYN to a target that still takes new ones stays.
+    let ch = Channel::new("syn-reuse");
+    let mut writer = Writer::open(&ch.0).unwrap();
+    let slot = initial_slot(1);
+    let mut loader = Loader::new(Arc::new(config()), &ch.0, Arc::clone(&slot), None);
+    let mut w = worker(&slot, 0);
+    let b = builder();
+    let client = IpAddr::from(Ipv4Addr::new(198, 51, 100, 9));
+    let slot_of = |a: Ipv4Addr| V4_TARGETS.iter().position(|t| *t == a).unwrap();
+    let send = |w: &mut Worker<MemPort>, port: u16, f: u8| {
+        let out = common::send(w, 0, &b.tcp(client, VIPA4.into(), port, 80, f, b""));
+        assert_eq!(out.tx.len(), 1);
+        slot_of(decode(&out.tx[0]).0)
+    };
+    // Flows on the configuration's tables: each port's first target.
+    let first: Vec<usize> = (0..60)
+        .map(|p| send(&mut w, 31_000 + p, flags::SYN))
+        .collect();
+    assert!(first.contains(&1), "some flows on target 1");
+    // Retransmitted SYNs to a ready target stay.
+    for p in 0..60 {
+        assert_eq!(send(&mut w, 31_000 + p, flags::SYN), first[p as usize]);
+    }
+    assert_eq!(w.counters().get(Counter::SynRerouted), 0);
+
+    // Target 1 quiesced.
+    let mut d = Description::from_config(&config(), 0).unwrap();
+    d.targets[1].state = TargetState::Quiesced;
+    let table: Vec<u32> = d.vipas[0].maglev[0]
+        .iter()
+        .map(|&t| if t == 1 { 0 } else { t })
+        .collect();
+    d.vipas[0].maglev = vec![table];
+    writer.publish(&d).unwrap();
+    assert!(matches!(loader.poll(), Poll::Loaded(1)));
+
+    let mut rerouted = 0;
+    for p in 0..60u16 {
+        let was = first[p as usize];
+        // The old connection's segments keep their target ...
+        assert_eq!(send(&mut w, 31_000 + p, flags::ACK), was);
+        // ... a new connection on the same port goes elsewhere if its
+        // target is quiesced, and stays if not.
+        let now = send(&mut w, 31_000 + p, flags::SYN);
+        if was == 1 {
+            assert_ne!(
+                now,
+                1,
+                "port {}: a new connection to the quiesced target",
+                31_000 + p
+            );
+            rerouted += 1;
+        } else {
+            assert_eq!(now, was);
+        }
+    }
+    assert_eq!(w.counters().get(Counter::SynRerouted), rerouted);
 }

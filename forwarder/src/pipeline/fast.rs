@@ -31,7 +31,7 @@ use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::ipv4;
 
 use super::encap::{self, Inner};
-use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP};
+use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::buf::PacketBuffer;
 use crate::counters::Counter;
 use crate::tables::{FastV4, Tables, OVERHEAD_V4};
@@ -73,6 +73,11 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
         l2_len: 14,
         v6: false,
         icmp_error: false,
+        // TCP: the header is whole (checked above), so byte 13 is there.
+        syn: proto == PROTO_TCP
+            && data
+                .get(14 + 20 + 13)
+                .is_some_and(|&f| f & (TCP_SYN | TCP_ACK) == TCP_SYN),
         inner: Inner {
             len: total as u32,
             dscp_ecn: h[15],

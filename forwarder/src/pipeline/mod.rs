@@ -41,7 +41,7 @@ use crate::neighbor::{Lookup, Neighbors};
 use crate::port::{Burst, MAX_BURST};
 use crate::snapshot::FlowEventSink;
 use crate::tables::NextHop;
-use crate::tables::Tables;
+use crate::tables::{Tables, Vipa};
 
 /// Where the pipeline puts frames: the worker sends them on.
 pub struct Outputs<B> {
@@ -99,6 +99,11 @@ struct FlowMeta {
     /// quote names; it creates no flow-table entry on a miss (an error about
     /// a flow is not a flow) and is counted as such once forwarded.
     icmp_error: bool,
+    /// A TCP SYN without ACK: the first packet of a connection. One that
+    /// finds a remembered flow whose target takes no new connections for
+    /// the service (a client port reused) is routed as new (see
+    /// [`Pipeline::reuse_refused`]).
+    syn: bool,
     /// What encapsulation needs from the inner IP header, read while pass 1
     /// had it at hand (pass 2 does not parse it again).
     inner: encap::Inner,
@@ -188,8 +193,8 @@ impl Pipeline {
                 Pass1::Flow(m) => {
                     let found = self.flows.lookup(m.hash, now);
                     let fast = match found {
-                        Some(t) => self.forward_fast(port, &mut buf, m, t, now),
-                        None => None,
+                        Some(t) if !m.syn => self.forward_fast(port, &mut buf, m, t, now),
+                        _ => None,
                     };
                     match fast {
                         Some(v) => v,
@@ -304,6 +309,7 @@ impl Pipeline {
                     l2_len: l2_len as u8,
                     v6: false,
                     icmp_error: false,
+                    syn: is_syn(proto, payload),
                     inner,
                 })
             }
@@ -330,6 +336,7 @@ impl Pipeline {
                                 l2_len: l2_len as u8,
                                 v6: false,
                                 icmp_error: true,
+                                syn: false,
                                 inner,
                             })
                         }
@@ -401,6 +408,7 @@ impl Pipeline {
                     l2_len: l2_len as u8,
                     v6: true,
                     icmp_error: false,
+                    syn: is_syn(proto, payload),
                     inner,
                 })
             }
@@ -427,6 +435,7 @@ impl Pipeline {
                                 l2_len: l2_len as u8,
                                 v6: true,
                                 icmp_error: true,
+                                syn: false,
                                 inner,
                             })
                         }
@@ -467,13 +476,17 @@ impl Pipeline {
     ) -> Verdict {
         // DESIGN.md §4 step 4: flow table, then CRT, then Maglev.
         let target = match found {
-            Some(t) if self.tables.keeps_flows(t) => {
+            Some(t) if self.tables.keeps_flows(t) && !self.reuse_refused(m, buf.data(), t) => {
                 self.counters.inc(Counter::FlowTableHits);
                 t
             }
             stale => {
-                if stale.is_some() {
-                    self.counters.inc(Counter::FlowsRerouted);
+                match stale {
+                    Some(t) if self.tables.keeps_flows(t) => {
+                        self.counters.inc(Counter::SynRerouted)
+                    }
+                    Some(_) => self.counters.inc(Counter::FlowsRerouted),
+                    None => {}
                 }
                 match self.lookup_new(m, buf.data(), now) {
                     Some(t) => t,
@@ -513,9 +526,36 @@ impl Pipeline {
     }
 }
 
+/// Whether `target` takes new connections for the service of `key` (the
+/// flow's key, when it could be read) at `vipa`.
+fn takes_new(vipa: &Vipa, key: &Option<FlowKey>, target: u32) -> bool {
+    key.as_ref()
+        .is_some_and(|k| vipa.takes_new(k.protocol, k.dst_port, target))
+}
+
 impl Pipeline {
-    /// A flow the flow table does not know (or whose target is down): the
-    /// CRT's target if a live one, else the Maglev table's. Records the flow
+    /// True when `m` is a TCP SYN that found a remembered flow (or CRT
+    /// connection) to `target`, and `target` takes no new connections for
+    /// the service (quiesced, restarting, not listening on it): the client
+    /// reused a port of an old connection, and this is a new connection,
+    /// which goes where new connections go (as IPVS's `conn_reuse_mode`).
+    /// A SYN to a target that still takes new connections stays (a
+    /// retransmitted SYN keeps its target). Reads the key from the packet,
+    /// so only SYNs pay for it.
+    #[inline]
+    fn reuse_refused(&self, m: &FlowMeta, data: &[u8], target: u32) -> bool {
+        m.syn
+            && !takes_new(
+                &self.tables.vipas[m.vipa as usize],
+                &flow_key(data, m),
+                target,
+            )
+    }
+
+    /// A flow the flow table does not know (or whose target is down, or a
+    /// SYN [`Self::reuse_refused`] sends here): the CRT's target if a live
+    /// one (for a SYN: one that takes new connections), else the Maglev
+    /// table's. Records the flow
     /// (unless `m` is an ICMP error) and reports Maglev-made flows.
     /// `data` is the frame as pass 1 saw it (the flow's key is read from it
     /// again, only when the CRT or the new-flow events need it).
@@ -534,7 +574,7 @@ impl Pipeline {
             None => None,
         };
         let (t, from_crt) = match crt {
-            Some(t) if self.tables.keeps_flows(t) => {
+            Some(t) if self.tables.keeps_flows(t) && (!m.syn || takes_new(vipa, &key, t)) => {
                 self.counters.inc(Counter::CrtHits);
                 (t, true)
             }
@@ -698,6 +738,20 @@ fn flow_key(data: &[u8], m: &FlowMeta) -> Option<FlowKey> {
         }
     }
 }
+
+/// True for a TCP segment with SYN set and ACK clear: a connection's first.
+#[inline]
+fn is_syn(proto: u8, l4: &[u8]) -> bool {
+    proto == PROTO_TCP
+        && l4
+            .get(13)
+            .is_some_and(|&f| f & (TCP_SYN | TCP_ACK) == TCP_SYN)
+}
+
+/// TCP flag bits (RFC 9293 §3.1, byte 13 of the header).
+pub(super) const TCP_SYN: u8 = 0x02;
+/// See [`TCP_SYN`].
+pub(super) const TCP_ACK: u8 = 0x10;
 
 /// Source and destination port of a TCP or UDP header, when the header is whole.
 #[inline]
