@@ -232,7 +232,9 @@ def check_stats():
 
 def check_stats_watch():
     """stats --watch --json: a JSON line per interval with per-second rates; SIGINT ends it with 0."""
-    p = subprocess.Popen(LAB + ["vipactl", "a", "stats", "--watch", "--json", "--interval", "0.5"],
+    # The forwarder copies its counters into the back channel once a second:
+    # an interval shorter than that may see no change between two samples.
+    p = subprocess.Popen(LAB + ["vipactl", "a", "stats", "--watch", "--json", "--interval", "1.2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = [p.stdout.readline() for _ in range(3)]
@@ -243,9 +245,10 @@ def check_stats_watch():
     expect(len(rows) == 3, f"stats --watch --json: {len(rows)} lines: {lines}")
     last = rows[-1]
     expect(last.get("node") == "fwd-a" and isinstance(last.get("rates"), dict), f"stats --watch: {str(last)[:200]}")
-    fwd = last["rates"]["forwarder"]
-    expect(isinstance(fwd, list) and fwd and fwd[0].get("forwarded", 0) > 0,
-           f"stats --watch: no forwarding rate while the echo client runs: {str(fwd)[:200]}")
+    rates = [r.get("rates", {}).get("forwarder") or [{}] for r in rows[1:]]
+    fwd = max(rates, key=lambda f: f[0].get("forwarded", 0))
+    expect(fwd[0].get("forwarded", 0) > 0,
+           f"stats --watch: no forwarding rate while the echo client runs: {str(rates)[:300]}")
     expect(rc == 0, f"stats --watch ended by SIGINT with exit {rc}, expected 0")
     ok(f"stats --watch --json: a line per interval with rates (forwarded {fwd[0]['forwarded']:.0f}/s); SIGINT → exit 0")
 
