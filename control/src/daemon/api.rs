@@ -44,11 +44,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use vipa_proto::config::Service;
+use vipa_proto::config::{Service, VipaConfig};
 
 use super::node::Core;
 use crate::cluster::{Role, TargetState};
@@ -235,35 +235,48 @@ fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
+/// What `/v1/vipas` and `/v1/status` both say of a configured VIPA at this
+/// node: its state and role here, epoch and owner as known, rank, and
+/// since when (wall clock `wall`).
+fn role_fields(core: &Core, v: &VipaConfig, wall: SystemTime) -> Map<String, Value> {
+    let role = core.node.role(v.address);
+    let deactivated = core.deactivated.contains(&v.address);
+    let rank = v.rank_of(core.node.name());
+    let since = core.role_since.get(&v.address).copied();
+    let (epoch, owner) = core
+        .node
+        .known_owner(v.address)
+        .map(|(e, o)| (e, o.map(str::to_owned)))
+        .unwrap_or_default();
+    let fields = json!({
+        "vipa": v.address,
+        "state": vipa_state(role, deactivated, rank),
+        "role": role_name(role),
+        "epoch": epoch.to_string(),
+        "term": epoch.term(),
+        "owner": owner,
+        "rank": rank,
+        "deactivated": deactivated,
+        "since_unix_ms": since.map(unix_ms),
+        "for_ms": since.map(|t| wall.duration_since(t).unwrap_or_default().as_millis() as u64),
+    });
+    match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 fn vipas(core: &Core) -> Value {
-    let now_wall = SystemTime::now();
+    let wall = SystemTime::now();
     let list: Vec<Value> = core
         .config
         .vipas
         .iter()
         .map(|v| {
-            let role = core.node.role(v.address);
-            let deactivated = core.deactivated.contains(&v.address);
-            let since = core.role_since.get(&v.address).copied();
-            let (epoch, owner) = core
-                .node
-                .known_owner(v.address)
-                .map(|(e, o)| (e, o.map(str::to_owned)))
-                .unwrap_or_default();
-            json!({
-                "vipa": v.address,
-                "state": vipa_state(role, deactivated, v.rank_of(core.node.name())),
-                "role": role_name(role),
-                "epoch": epoch.to_string(),
-                "term": epoch.term(),
-                "owner": owner,
-                "deactivated": deactivated,
-                "configured_owner": v.owner,
-                "backups": v.backups,
-                "rank": v.rank_of(core.node.name()),
-                "since_unix_ms": since.map(unix_ms),
-                "for_ms": since.map(|t| now_wall.duration_since(t).unwrap_or_default().as_millis() as u64),
-            })
+            let mut fields = role_fields(core, v, wall);
+            fields.insert("configured_owner".into(), json!(v.owner));
+            fields.insert("backups".into(), json!(v.backups));
+            Value::Object(fields)
         })
         .collect();
     json!({ "node": core.node.name(), "vipas": list })

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::{role_name, unix_ms, vipa_state};
+use super::{role_fields, unix_ms};
 use crate::cluster::Peer;
 use crate::daemon::forwarder;
 use crate::daemon::node::Core;
@@ -35,15 +35,6 @@ fn vipas(core: &Core, wall: SystemTime) -> Vec<Value> {
         .vipas
         .iter()
         .map(|v| {
-            let role = core.node.role(v.address);
-            let deactivated = core.deactivated.contains(&v.address);
-            let rank = v.rank_of(core.node.name());
-            let since = core.role_since.get(&v.address).copied();
-            let (epoch, owner) = core
-                .node
-                .known_owner(v.address)
-                .map(|(e, o)| (e, o.map(str::to_owned)))
-                .unwrap_or_default();
             // What this node routes of the VIPA, when it owns it.
             let routed = core.routed.vipas.iter().find(|o| o.address == v.address);
             let (mut targets, mut ready) = (BTreeSet::new(), BTreeSet::new());
@@ -55,21 +46,15 @@ fn vipas(core: &Core, wall: SystemTime) -> Vec<Value> {
                     }
                 }
             }
-            json!({
-                "vipa": v.address,
-                "state": vipa_state(role, deactivated, rank),
-                "role": role_name(role),
-                "epoch": epoch.to_string(),
-                "owner": owner,
-                "rank": rank,
-                "deactivated": deactivated,
-                "since_unix_ms": since.map(unix_ms),
-                "for_ms": since.map(|t| wall.duration_since(t).unwrap_or_default().as_millis() as u64),
-                "routed": routed.is_some(),
-                "targets": targets.len(),
-                "targets_ready": ready.len(),
-                "connections": routed.map_or(0, |o| o.crt.len()),
-            })
+            let mut fields = role_fields(core, v, wall);
+            fields.insert("routed".into(), json!(routed.is_some()));
+            fields.insert("targets".into(), json!(targets.len()));
+            fields.insert("targets_ready".into(), json!(ready.len()));
+            fields.insert(
+                "connections".into(),
+                json!(routed.map_or(0, |o| o.crt.len())),
+            );
+            Value::Object(fields)
         })
         .collect()
 }
