@@ -165,15 +165,27 @@ def check_dpt():
             conns[r["service"]] = conns.get(r["service"], 0) + t["connections"]
     n = len(echo_ports())
     expect(conns["tcp/9000"] >= n, f"dpt: {conns['tcp/9000']} connections on tcp/9000, the client holds {n}")
-    traffic = vjson("a", "dpt", "--json")["traffic"]
+    d = vjson("a", "dpt", "--json")
+    traffic = d["traffic"]
     expect(sorted(t["target"] for t in traffic) == TARGETS, f"dpt traffic: {traffic}")
     for t in traffic:
         expect(all(isinstance(t.get(k), int) for k in ("connections_total", "packets", "bytes")), f"dpt traffic: {t}")
     expect(sum(t["packets"] for t in traffic) > 0 and sum(t["connections_total"] for t in traffic) >= n,
            f"dpt traffic: nothing forwarded? {traffic}")
+    # Per VIPA:port and target: the echo traffic on tcp/9000, never more
+    # than the per-target totals (read after them, over all VIPA:ports).
+    sent = {}
+    for r in d["dpt"]:
+        for t in r["targets"]:
+            expect(isinstance(t.get("packets"), int) and isinstance(t.get("bytes"), int), f"dpt target: {t}")
+            sent[r["service"]] = sent.get(r["service"], 0) + t["packets"]
+    expect(sent.get("tcp/9000", 0) > 0, f"dpt: no packets per VIPA:port on tcp/9000: {sent}")
+    expect(sum(sent.values()) <= sum(t["packets"] for t in traffic),
+           f"dpt: more packets per VIPA:port than per target: {sent} {traffic}")
     expect(dpt_rows("b") == [], "fwd-b (idle) has a DPT")
-    ok(f"dpt --json: 2 services x 3 targets ready, weight 1, {conns['tcp/9000']} echo connections, traffic per "
-       f"target (connections_total, packets, bytes); fwd-b empty")
+    ok(f"dpt --json: 2 services x 3 targets ready, weight 1, {conns['tcp/9000']} echo connections, packets and bytes per "
+       f"VIPA:port and target ({sent.get('tcp/9000', 0)} on tcp/9000), traffic per target "
+       f"(connections_total, packets, bytes); fwd-b empty")
     rc, out, _ = vipactl("a", "dpt", "--detail")
     expect(rc == 0 and "EPOCH" in out.upper(), f"dpt --detail: {out[:200]}")
     ok("dpt --detail (table)")

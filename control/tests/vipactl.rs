@@ -105,6 +105,9 @@ impl FakeForwarder {
             workers: 2,
             counters: 2,
             target_slots: 4,
+            // The configuration's one VIPA:port and two target slots.
+            service_slots: 1,
+            service_targets: 2,
             ring_capacity: 8,
             names_bytes: 0,
         };
@@ -134,7 +137,15 @@ impl FakeForwarder {
                 for w in 0..2 {
                     b.set_worker_generation(w, generation);
                     let slot0 = [PACKETS_PER_ROUND * round, BYTES_PER_ROUND * round, 1];
-                    b.publish_counters(w, round, &[round, round], [slot0].into_iter());
+                    // All of it to tcp/80 of the VIPA (service slot 0).
+                    let per_service = [[slot0[0], slot0[1]], [0, 0]];
+                    b.publish_counters(
+                        w,
+                        round,
+                        &[round, round],
+                        [slot0].into_iter(),
+                        &per_service,
+                    );
                 }
                 b.set_loader(&LoaderFigures {
                     generation,
@@ -391,10 +402,29 @@ async fn vipactl_reads_and_quiesces_through_the_api() {
     );
     assert_eq!(t11["connections_total"], 2, "{d}");
     assert_eq!(traffic[1]["packets"], 0, "{d}");
+    // The same per VIPA:port and target, on the DPT's rows (the fake
+    // forwarder sends everything to tcp/80 of target slot 0).
+    let rows = d["dpt"][0]["targets"].as_array().expect("targets");
+    let row = |a: IpAddr| rows.iter().find(|t| t["target"] == a.to_string()).unwrap();
+    let r11 = row(ip(11));
+    let row_packets = r11["packets"].as_u64().expect("packets per row");
+    assert!(row_packets >= 2 * PACKETS_PER_ROUND, "{d}");
+    assert_eq!(
+        r11["bytes"].as_u64().unwrap() * PACKETS_PER_ROUND,
+        row_packets * BYTES_PER_ROUND,
+        "{d}"
+    );
+    assert_eq!(row(ip(12))["packets"], 0, "{d}");
+    assert_eq!(row(ip(12))["bytes"], 0, "{d}");
     let table = String::from_utf8(vipactl(&["dpt"]).await.stdout).unwrap();
     assert!(
         table.contains("ACTIVE CONNECTIONS") && table.contains("BYTES"),
         "{table}"
+    );
+    let header = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        header.contains("PACKETS") && header.contains("BYTES"),
+        "per VIPA:port columns: {table}"
     );
 
     // stats --watch --json: a JSON object per line, rates from the second

@@ -152,15 +152,60 @@ pub struct Counters {
     values: [u64; Counter::COUNT],
     /// Per-target figures.
     pub targets: Vec<TargetCounters>,
+    /// Per (service slot, target slot) `[packets, bytes]`, index
+    /// `service * service_targets + target`: dense and sized once, so that
+    /// counting is one bounds-checked add (see
+    /// [`crate::tables::ServiceCounting`]; empty when nothing is counted
+    /// per service).
+    pub service_targets: Vec<[u64; 2]>,
+    /// Target slots per service slot in [`Self::service_targets`].
+    service_stride: usize,
 }
 
 impl Counters {
-    /// Zeroed counters for `n_targets` targets.
+    /// Zeroed counters for `n_targets` targets, without per-service figures.
     pub fn new(n_targets: usize) -> Self {
+        Self::with_services(n_targets, crate::tables::ServiceCounting::default())
+    }
+
+    /// Zeroed counters for `n_targets` targets and the (service, target)
+    /// pairs of `services`.
+    pub fn with_services(n_targets: usize, services: crate::tables::ServiceCounting) -> Self {
         Counters {
             values: [0; Counter::COUNT],
             targets: vec![TargetCounters::default(); n_targets],
+            service_targets: vec![[0; 2]; services.pairs()],
+            service_stride: services.target_slots,
         }
+    }
+
+    /// Counts a packet of `bytes` sent to `target` for service slot
+    /// `service`; nothing for a pair outside the array (no panic, no
+    /// allocation).
+    #[inline(always)]
+    pub fn add_service_target(&mut self, service: u32, target: u32, bytes: u64) {
+        let target = target as usize;
+        if target >= self.service_stride {
+            return;
+        }
+        let i = (service as usize)
+            .saturating_mul(self.service_stride)
+            .saturating_add(target);
+        if let Some(c) = self.service_targets.get_mut(i) {
+            c[0] += 1;
+            c[1] += bytes;
+        }
+    }
+
+    /// Packets and bytes sent to `target` for service slot `service`.
+    pub fn service_target(&self, service: u32, target: u32) -> [u64; 2] {
+        if target as usize >= self.service_stride {
+            return [0; 2];
+        }
+        let i = (service as usize)
+            .saturating_mul(self.service_stride)
+            .saturating_add(target as usize);
+        self.service_targets.get(i).copied().unwrap_or_default()
     }
 
     /// Adds one.
@@ -207,6 +252,19 @@ impl Counters {
             a.bytes += b.bytes;
             a.flows += b.flows;
         }
+        if self.service_targets.len() < other.service_targets.len() {
+            self.service_targets
+                .resize(other.service_targets.len(), [0; 2]);
+            self.service_stride = other.service_stride;
+        }
+        for (a, b) in self
+            .service_targets
+            .iter_mut()
+            .zip(other.service_targets.iter())
+        {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
     }
 
     /// Sum of every drop counter.
@@ -235,5 +293,30 @@ mod tests {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
         }
+    }
+
+    #[test]
+    fn service_target_pairs_are_dense_and_bounded() {
+        let mut c = Counters::with_services(
+            3,
+            crate::tables::ServiceCounting {
+                service_slots: 2,
+                target_slots: 3,
+            },
+        );
+        c.add_service_target(1, 2, 100);
+        c.add_service_target(1, 2, 50);
+        c.add_service_target(0, 1, 10);
+        // Outside the array: ignored, never aliased onto another pair.
+        c.add_service_target(0, 3, 1);
+        c.add_service_target(2, 0, 1);
+        c.add_service_target(u32::MAX, u32::MAX, 1);
+        assert_eq!(c.service_target(1, 2), [2, 150]);
+        assert_eq!(c.service_target(0, 1), [1, 10]);
+        assert_eq!(c.service_targets.iter().map(|p| p[0]).sum::<u64>(), 3);
+        let mut total = Counters::new(0);
+        total.merge(&c);
+        total.merge(&c);
+        assert_eq!(total.service_target(1, 2), [4, 300]);
     }
 }

@@ -852,8 +852,14 @@ where
     let mut loader_thread = None;
     if let Some(prefix) = &opts.snapshot {
         let path = Names::new(prefix).back();
-        let back = BackChannel::create(&path, cores.len(), BACK_TARGET_SLOTS, BACK_RING_CAPACITY)
-            .map_err(|source| RunError::SnapshotChannel {
+        let back = BackChannel::create(
+            &path,
+            cores.len(),
+            BACK_TARGET_SLOTS,
+            tables.service_counting,
+            BACK_RING_CAPACITY,
+        )
+        .map_err(|source| RunError::SnapshotChannel {
             prefix: prefix.clone(),
             path: path.clone(),
             source,

@@ -39,6 +39,50 @@ pub struct Service {
     /// The index in [`Vipa::maglev`] of the table new connections to this
     /// service use; `None` when no target takes them.
     pub maglev: Option<u8>,
+    /// Its service slot ([`Config::service_slots`]), which packets and bytes
+    /// are counted by per target; `None` when not counted (a VIPA or
+    /// service not in the configuration, or no per-service counting, see
+    /// [`ServiceCounting`]).
+    pub slot: Option<u32>,
+}
+
+/// How many (service slot, target slot) pairs the forwarder counts packets
+/// and bytes for, from the configuration: every (VIPA, service) of the
+/// file ([`Config::service_slots`]) times every target slot
+/// ([`Config::target_addresses`]). Each worker keeps a dense array of that
+/// many `[packets, bytes]` (16 bytes a pair) and copies it to the back
+/// channel once a second; above [`ServiceCounting::MAX_PAIRS`] pairs (16
+/// MiB a worker) nothing is counted per service (the per-target figures
+/// still are).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceCounting {
+    /// Service slots counted (0: none).
+    pub service_slots: usize,
+    /// Target slots per service slot.
+    pub target_slots: usize,
+}
+
+impl ServiceCounting {
+    /// The most (service, target) pairs counted.
+    pub const MAX_PAIRS: usize = 1 << 20;
+
+    /// The counting `config` calls for.
+    pub fn from_config(config: &Config) -> Self {
+        let service_slots = config.service_slots().count();
+        let target_slots = config.target_addresses().len();
+        if service_slots.saturating_mul(target_slots) > Self::MAX_PAIRS {
+            return ServiceCounting::default();
+        }
+        ServiceCounting {
+            service_slots,
+            target_slots,
+        }
+    }
+
+    /// (service, target) pairs counted.
+    pub fn pairs(&self) -> usize {
+        self.service_slots * self.target_slots
+    }
 }
 
 /// A VIPA as the data plane sees it.
@@ -61,13 +105,30 @@ pub struct Vipa {
     pub epoch: u64,
 }
 
+/// The service index ([`Vipa::service_index`]) of a service beyond the
+/// 255th of a VIPA: served, but not counted per service.
+pub const UNCOUNTED_SERVICE: u8 = u8::MAX;
+
 impl Vipa {
-    /// True when `protocol`/`port` is one of the VIPA's services.
+    /// The index in [`Self::services`] of `protocol`/`port`, `None` when it
+    /// is not one of the VIPA's services ([`UNCOUNTED_SERVICE`] for an
+    /// index that does not fit below it).
     #[inline]
-    pub fn serves(&self, protocol: u8, port: u16) -> bool {
+    pub fn service_index(&self, protocol: u8, port: u16) -> Option<u8> {
         self.services
             .iter()
-            .any(|s| s.port == port && s.protocol == protocol)
+            .position(|s| s.port == port && s.protocol == protocol)
+            .map(|i| u8::try_from(i).unwrap_or(UNCOUNTED_SERVICE))
+    }
+
+    /// The service slot of service number `index` (from
+    /// [`Self::service_index`]), `None` when not counted.
+    #[inline]
+    pub fn service_slot(&self, index: u8) -> Option<u32> {
+        if index == UNCOUNTED_SERVICE {
+            return None;
+        }
+        self.services.get(usize::from(index))?.slot
     }
 
     /// A VIPA with these services and Maglev tables.
@@ -317,6 +378,9 @@ pub struct Tables {
     pub tunnel_source_v6: Option<Ipv6Addr>,
     /// The snapshot's CRT (none from a configuration).
     crt: Option<CrtRef>,
+    /// The (service, target) pairs counted (the same for every generation:
+    /// it comes from the configuration).
+    pub service_counting: ServiceCounting,
 }
 
 /// A configuration (or snapshot) the tables cannot be built from (the
@@ -371,6 +435,8 @@ impl Tables {
                 state: snap.target_state(t),
             });
         }
+        let service_counting = ServiceCounting::from_config(config);
+        let counted = service_counting.service_slots > 0;
         let mut vipas = Vec::new();
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
@@ -391,6 +457,10 @@ impl Tables {
                     protocol: s.protocol,
                     port: s.port,
                     maglev: (s.maglev_table != NO_MAGLEV_TABLE).then_some(s.maglev_table),
+                    slot: counted
+                        .then(|| config.service_slot(address, s.protocol, s.port))
+                        .flatten()
+                        .and_then(|i| u32::try_from(i).ok()),
                 })
                 .collect();
             vipas.push(Vipa::new(address, services, maglev, v.epoch));
@@ -503,6 +573,7 @@ impl Tables {
             tunnel_source_v4: config.node.tunnel_source_v4,
             tunnel_source_v6: config.node.tunnel_source_v6,
             crt,
+            service_counting,
         })
     }
 

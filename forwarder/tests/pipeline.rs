@@ -236,6 +236,78 @@ fn echo_requests_are_answered_from_the_vipa() {
     assert_eq!(w.counters().get(Counter::DropIcmpChecksum), 1);
 }
 
+/// Packets and bytes are counted per (service slot, target slot): two
+/// services of one VIPA, on the general path (first packets) and the fast
+/// path (flow-table hits), and an ICMP error counted for the flow's service.
+#[test]
+fn packets_and_bytes_are_counted_per_service_and_target() {
+    let mut w = worker();
+    let config = config();
+    let tables = tables();
+    let slot = |port: u16, proto: u8| config.service_slot(v4(VIPA4), proto, port).unwrap() as u32;
+    let target_slot = |a: Ipv4Addr| {
+        let i = tables.targets.iter().position(|t| t.address == v4(a));
+        i.unwrap() as u32
+    };
+    let (http, https, dns) = (slot(80, 6), slot(443, 6), slot(53, 17));
+    assert_eq!((http, https, dns), (0, 1, 2), "file order");
+    // (service slot, target slot) -> (packets, inner bytes) expected.
+    let mut want = std::collections::BTreeMap::<(u32, u32), [u64; 2]>::new();
+    let mut expect = |out: &Outcome, service: u32, inner: usize| -> Ipv4Addr {
+        assert_eq!(out.tx.len(), 1);
+        let (_, ip) = outer_v4(&out.tx[0]);
+        let e = want
+            .entry((service, target_slot(ip.dst_addr())))
+            .or_default();
+        e[0] += 1;
+        e[1] += inner as u64;
+        ip.dst_addr()
+    };
+    for (sport, dport, service) in [(40000, 80, http), (40001, 443, https), (40002, 80, http)] {
+        for (i, f) in [flags::SYN, flags::ACK, flags::ACK].into_iter().enumerate() {
+            let frame = builder().tcp(v4(CLIENT4), v4(VIPA4), sport, dport, f, &vec![7; i * 100]);
+            let out = send(&mut w, 0, &frame);
+            expect(&out, service, ip_packet(&frame).len());
+        }
+    }
+    let frame = builder().udp(v4(CLIENT4), v4(VIPA4), 5353, 53, b"query");
+    let out = send(&mut w, 0, &frame);
+    expect(&out, dns, ip_packet(&frame).len());
+    // An ICMP error about the 443 flow counts for tcp/443.
+    let reply = builder().tcp(v4(VIPA4), v4(CLIENT4), 443, 40001, flags::ACK, &[0; 1400]);
+    let err = builder().icmpv4_frag_needed(
+        Ipv4Addr::new(203, 0, 113, 1),
+        VIPA4,
+        1400,
+        &ip_packet(&reply)[..28],
+    );
+    let out = send(&mut w, 0, &err);
+    expect(&out, https, ip_packet(&err).len());
+
+    let c = w.counters();
+    assert!(
+        c.get(Counter::FlowTableHits) >= 6,
+        "the fast path counted too"
+    );
+    for (&(service, target), &figures) in &want {
+        assert_eq!(
+            c.service_target(service, target),
+            figures,
+            "service {service} target {target}"
+        );
+    }
+    let counted: u64 = c.service_targets.iter().map(|p| p[0]).sum();
+    assert_eq!(
+        counted,
+        c.get(Counter::Forwarded),
+        "every forwarded packet, once"
+    );
+    assert_eq!(counted, 11);
+    // Nothing for a service of another VIPA.
+    let other = config.service_slot(v6(vipa6()), 6, 80).unwrap() as u32;
+    assert!((0..6).all(|t| c.service_target(other, t) == [0, 0]));
+}
+
 #[test]
 fn icmp_error_about_a_flow_goes_to_the_flows_target() {
     let mut w = worker();

@@ -164,7 +164,16 @@ fn publish_loop_with_1m_connections_loses_and_remaps_nothing() {
 
     let mut writer = Writer::open(&ch.0).unwrap();
     let slot = initial_slot(2);
-    let back = Arc::new(BackChannel::create(&Names::new(&ch.0).back(), 2, 64, 1 << 14).unwrap());
+    let back = Arc::new(
+        BackChannel::create(
+            &Names::new(&ch.0).back(),
+            2,
+            64,
+            Tables::from_config(&config()).unwrap().service_counting,
+            1 << 14,
+        )
+        .unwrap(),
+    );
     let mut loader = Loader::new(
         Arc::new(config()),
         &ch.0,

@@ -84,7 +84,9 @@ const DPT_HELP: &str = "\
 Examples:
   vipactl dpt                                   targets of the VIPAs this node owns
   vipactl dpt --detail                          with candidate and epoch
-  vipactl dpt --json | jq .traffic              packets and bytes per target";
+  vipactl dpt --json | jq '.dpt[].targets[] | {target, packets, bytes}'
+                                                packets and bytes per VIPA:port and target
+  vipactl dpt --json | jq .traffic              per target over all VIPA:ports";
 
 const CRT_HELP: &str = "\
 Examples:
@@ -185,7 +187,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per owned VIPA:port and target: ready, state, weight, active connections; per target: connections, packets and bytes forwarded.
+    /// Per owned VIPA:port and target: ready, state, weight, active connections, packets and bytes forwarded; per target: connections created, packets and bytes.
     ///
     /// Active connections are the CRT's (what the agents report and new
     /// flows not yet confirmed). The forwarder counts per target, over
@@ -1056,8 +1058,10 @@ pub fn render_vipas(v: &Value) -> String {
     s
 }
 
-/// `vipactl dpt` as tables: per VIPA:port and target, then per target
-/// what the forwarder sent it.
+/// `vipactl dpt` as tables: per VIPA:port and target (with the packets
+/// and bytes the forwarder sent it for that VIPA:port), then per target
+/// what the forwarder did for it over all VIPA:ports (with the connections
+/// it created, which it counts per target only).
 pub fn render_dpt(v: &Value, detail: bool) -> String {
     let mut cols = vec![
         ("VIPA:PORT", Align::Left),
@@ -1066,6 +1070,8 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
         ("STATE", Align::Left),
         ("WEIGHT", Align::Right),
         ("ACTIVE CONNECTIONS", Align::Right),
+        ("PACKETS", Align::Right),
+        ("BYTES", Align::Right),
     ];
     if detail {
         cols.push(("CANDIDATE", Align::Left));
@@ -1087,6 +1093,8 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
                 text(&tg["state"]),
                 text(&tg["weight"]),
                 text(&tg["connections"]),
+                text(&tg["packets"]),
+                tg["bytes"].as_u64().map_or_else(|| "-".to_owned(), bytes),
             ];
             if detail {
                 cells.push(text(&tg["candidate"]));
@@ -1125,7 +1133,9 @@ pub fn render_dpt(v: &Value, detail: bool) -> String {
             tg["bytes"].as_u64().map_or_else(|| "-".to_owned(), bytes),
         ]);
     }
-    s.push_str("forwarded to each target since the forwarder started (all its VIPA:ports):\n");
+    s.push_str(
+        "per target since the forwarder started (all its VIPA:ports; connections it created):\n",
+    );
     s.push_str(&t.render());
     s
 }

@@ -6,7 +6,7 @@
 //! | GET | `/v1/status` | the node on one page: uptime; per VIPA state, epoch, owner, targets ready; the forwarder (backend, health, generations); the snapshot published and its age; peers (SWIM, streams, last heard); agents (streams, last report) |
 //! | GET | `/v1/config` | the configuration as understood (defaults filled in): the cluster's nodes and timing; per VIPA services, owner, ranked backups, moveable, distribution, table size, targets and weights, and per routing node that may own it the candidate targets it gives new connections to |
 //! | GET | `/v1/vipas` | per VIPA: state here (`Active`, `Moving`, `Backup`, `Deactivated`, `-`: see [`vipa_state`]), role here and since when (`since_unix_ms`, `for_ms`), highest epoch known, its owner, deactivated |
-//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections (active: in the CRT); per target of those, what the forwarder did for it since it started (`traffic`: connections created, packets, bytes; `null` without a forwarder) |
+//! | GET | `/v1/dpt` | per owned VIPA and service: every target, ready, weight, state, connections (active: in the CRT), and the packets and bytes the forwarder sent it for that VIPA:port since it started (`null` without a forwarder); per target of those, what the forwarder did for it over all VIPA:ports (`traffic`: connections created, packets, bytes; `null` without a forwarder) |
 //! | GET | `/v1/crt` | every connection this node routes, its target, and since when this node has it in its CRT (`since_unix_ms`, `age_ms`) |
 //! | GET | `/v1/counters` | the daemon's counters and the forwarder's, per worker |
 //! | POST | `/v1/quiesce`, `/v1/resume` | body `{"vipa", "target"?, "service"?}`: one target (or every target) of the VIPA, one service (or all) |
@@ -294,6 +294,12 @@ fn connection_counts(core: &Core) -> BTreeMap<(IpAddr, Service, IpAddr), u64> {
 
 fn dpt(core: &Core) -> Value {
     let counts = connection_counts(core);
+    // What the forwarder sent per VIPA:port and target (`null` without one).
+    let service_traffic = core.service_traffic();
+    let sent = |key: &(IpAddr, Service, IpAddr), k: usize| match &service_traffic {
+        Some(by) => json!(by.get(key).map_or(0, |f| f[k])),
+        None => Value::Null,
+    };
     let mut rows = Vec::new();
     for v in &core.routed.vipas {
         for s in &v.services {
@@ -301,13 +307,16 @@ fn dpt(core: &Core) -> Value {
                 .targets
                 .iter()
                 .map(|t| {
+                    let key = (v.address, s.service, t.address);
                     json!({
                         "target": t.address,
                         "ready": t.takes_new(),
                         "weight": t.weight,
                         "candidate": t.candidate,
                         "state": state_name(t.state),
-                        "connections": counts.get(&(v.address, s.service, t.address)).copied().unwrap_or(0),
+                        "connections": counts.get(&key).copied().unwrap_or(0),
+                        "packets": sent(&key, 0),
+                        "bytes": sent(&key, 1),
                     })
                 })
                 .collect();
@@ -319,7 +328,8 @@ fn dpt(core: &Core) -> Value {
             }));
         }
     }
-    // The forwarder counts per target (its slot), over every VIPA:port.
+    // The forwarder also counts per target (its slot), over every VIPA:port:
+    // with the connections it created, which it does not count per service.
     let traffic = core.target_traffic().map(|by_target| {
         let mut seen: Vec<IpAddr> = Vec::new();
         for s in core.routed.vipas.iter().flat_map(|v| &v.services) {
@@ -661,6 +671,30 @@ fn metrics(core: &Core) -> Response {
             "vipa_forwarder_target_flows",
             "Flows (connections) the forwarder created for the target since it started",
             flows,
+        );
+    }
+    if let Some(by_service) = core.service_traffic() {
+        let packets = Family::<Labels, Gauge>::default();
+        let bytes = Family::<Labels, Gauge>::default();
+        for ((vipa, service, target), [p, b]) in by_service {
+            let l = label(&[
+                ("vipa", vipa.to_string()),
+                ("service", service.to_string()),
+                ("target", target.to_string()),
+            ]);
+            let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            packets.get_or_create(&l).set(g(p));
+            bytes.get_or_create(&l).set(g(b));
+        }
+        reg.register(
+            "vipa_forwarder_service_target_packets",
+            "Packets the forwarder sent to the target for the VIPA:port since it started (all workers)",
+            packets,
+        );
+        reg.register(
+            "vipa_forwarder_service_target_bytes",
+            "Bytes of inner packets the forwarder sent to the target for the VIPA:port since it started",
+            bytes,
         );
     }
 

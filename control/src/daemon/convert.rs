@@ -42,15 +42,9 @@ pub struct Slots {
 impl Slots {
     /// Every target of every VIPA of `config`, in file order, each once.
     pub fn from_config(config: &Config) -> Self {
-        let mut addresses: Vec<IpAddr> = Vec::new();
-        for v in &config.vipas {
-            for t in &v.targets {
-                if !addresses.contains(&t.address) {
-                    addresses.push(t.address);
-                }
-            }
+        Slots {
+            addresses: config.target_addresses(),
         }
-        Slots { addresses }
     }
 
     /// The slot of `address`.

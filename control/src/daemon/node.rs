@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use vipa_proto::config::Config;
+use vipa_proto::config::{Config, Service};
 use vipa_proto::ctl::Hello;
 
 use super::api::{self, ApiRequest, Response};
@@ -368,6 +368,28 @@ impl Core {
                 .filter_map(|(slot, t)| Some((self.slots.address(slot as u32)?, t)))
                 .collect(),
         )
+    }
+
+    /// Per (VIPA, service, target address), `[packets, bytes]` the
+    /// forwarder sent (summed over its workers), if a forwarder reports
+    /// them: its service slots are this configuration's
+    /// ([`Config::service_slots`]) and its target slots this daemon's. A
+    /// forwarder that counts for other numbers of slots (another
+    /// configuration, or none: too many pairs) reports nothing here.
+    pub fn service_traffic(&self) -> Option<BTreeMap<(IpAddr, Service, IpAddr), [u64; 2]>> {
+        let (stride, totals) = self.back.as_ref()?.service_target_totals().ok()?;
+        let services: Vec<(IpAddr, Service)> = self.config.service_slots().collect();
+        if stride != self.slots.len() || totals.len() != services.len() * stride {
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        for (i, figures) in totals.into_iter().enumerate() {
+            let (vipa, service) = services[i / stride];
+            if let Some(target) = self.slots.address((i % stride) as u32) {
+                out.insert((vipa, service, target), figures);
+            }
+        }
+        Some(out)
     }
 
     /// The snapshot channel's prefix, if the daemon publishes.

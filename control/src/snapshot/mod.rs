@@ -285,6 +285,22 @@ impl BackReader {
         Ok(sum)
     }
 
+    /// Per (service slot, target slot) `[packets, bytes]` summed over the
+    /// workers, with the number of target slots per service slot (the
+    /// index is `service * that + target`).
+    pub fn service_target_totals(&self) -> Result<(usize, Vec<[u64; 2]>), BackError> {
+        let v = self.view()?;
+        let mut sum = vec![[0u64; 2]; v.layout().service_pairs()];
+        for w in 0..v.layout().workers {
+            for (s, t) in sum.iter_mut().zip(v.service_target_counters(w)) {
+                for (a, b) in s.iter_mut().zip(t) {
+                    *a = a.wrapping_add(b);
+                }
+            }
+        }
+        Ok((v.layout().service_targets, sum))
+    }
+
     /// Takes up to `max` new-flow events, worker by worker: (worker, event).
     pub fn drain_events(&self, max: usize) -> Result<Vec<(usize, FlowEvent)>, BackError> {
         let v = self.view()?;

@@ -60,6 +60,8 @@ fn clean_keeps_what_the_forwarder_uses() {
         workers: 2,
         counters: 2,
         target_slots: 1,
+        service_slots: 0,
+        service_targets: 0,
         ring_capacity: 8,
         names_bytes: 0,
     };
@@ -95,13 +97,21 @@ fn back_reader_reads_counters_and_events() {
         workers: 2,
         counters: 2,
         target_slots: 2,
+        service_slots: 2,
+        service_targets: 2,
         ring_capacity: 4,
         names_bytes: 0,
     };
     let shm = SharedWords::create_for_test(&names.back(), layout.bytes() + 64);
     let fwd = Back::init(shm.words(), layout, &["rx_packets", "tx_packets"]).unwrap();
-    fwd.publish_counters(1, 9, &[5, 4], [[1, 2, 3]].into_iter());
-    fwd.publish_counters(0, 8, &[1, 1], [[10, 20, 30], [0, 0, 1]].into_iter());
+    fwd.publish_counters(1, 9, &[5, 4], [[1, 2, 3]].into_iter(), &[[1, 2]]);
+    fwd.publish_counters(
+        0,
+        8,
+        &[1, 1],
+        [[10, 20, 30], [0, 0, 1]].into_iter(),
+        &[[10, 20], [0, 0], [0, 0], [3, 4]],
+    );
     let mut cursor = fwd.cursor(0);
     let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 443);
     for t in 0..3 {
@@ -131,6 +141,10 @@ fn back_reader_reads_counters_and_events() {
     );
     assert_eq!(c[0][0].1, 1);
     assert_eq!(r.target_totals().unwrap(), [[11, 22, 33], [0, 0, 1]]);
+    assert_eq!(
+        r.service_target_totals().unwrap(),
+        (2, vec![[11, 22], [0, 0], [0, 0], [3, 4]])
+    );
     let st = r.state().unwrap();
     assert_eq!(st.identity.backend, "afpacket");
     assert_eq!(

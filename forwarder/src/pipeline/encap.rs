@@ -54,7 +54,8 @@ pub(super) struct Inner {
     pub df: bool,
 }
 
-/// Encapsulates the flow packet in `buf` towards `target`.
+/// Encapsulates the flow packet in `buf` towards `target`, counted for
+/// service slot `service` (when counted).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(super) fn encapsulate<B: PacketBuffer>(
@@ -65,6 +66,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
     inner_v6: bool,
     inner: Inner,
     target: u32,
+    service: Option<u32>,
     dst_mac: [u8; 6],
     hash: u64,
     ident: &mut u16,
@@ -172,7 +174,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
         // the outer IPv4 header of every IPv4 target).
         _ => return Verdict::Drop(Counter::DropNoTarget),
     }
-    sent_to_target(counters, target, inner_len);
+    sent_to_target(counters, service, target, inner_len);
     Verdict::Tx
 }
 
@@ -180,11 +182,19 @@ pub(super) fn encapsulate<B: PacketBuffer>(
 /// encapsulated frame, from the general path and the fast path
 /// ([`super::fast`]), is counted here and nowhere else.
 #[inline(always)]
-pub(super) fn sent_to_target(counters: &mut Counters, target: u32, inner_len: usize) {
+pub(super) fn sent_to_target(
+    counters: &mut Counters,
+    service: Option<u32>,
+    target: u32,
+    inner_len: usize,
+) {
     counters.inc(Counter::Forwarded);
     if let Some(tc) = counters.targets.get_mut(target as usize) {
         tc.packets += 1;
         tc.bytes += inner_len as u64;
+    }
+    if let Some(service) = service {
+        counters.add_service_target(service, target, inner_len as u64);
     }
 }
 

@@ -63,13 +63,12 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
     let dst = [h[30], h[31], h[32], h[33]];
     let vipa = tables.vipa_v4(&dst)?;
     let dport = be16(36);
-    if !tables.vipas[usize::from(vipa)].serves(proto, dport) {
-        return None;
-    }
+    let service = tables.vipas[usize::from(vipa)].service_index(proto, dport)?;
     let src = [h[26], h[27], h[28], h[29]];
     Some(FlowMeta {
         hash: FlowKey::hash_v4(src, dst, proto, be16(34), dport),
         vipa,
+        service,
         l2_len: 14,
         v6: false,
         icmp_error: false,
@@ -151,7 +150,8 @@ impl Pipeline {
                 cksum_offload,
             );
         }
-        encap::sent_to_target(&mut self.counters, target, inner_len as usize);
+        let service = self.tables.vipas[usize::from(m.vipa)].service_slot(m.service);
+        encap::sent_to_target(&mut self.counters, service, target, inner_len as usize);
         Some(Verdict::Tx)
     }
 }

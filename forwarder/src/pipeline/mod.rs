@@ -91,6 +91,10 @@ pub enum Verdict {
 struct FlowMeta {
     hash: u64,
     vipa: u16,
+    /// The service's index in the VIPA's services
+    /// ([`Vipa::service_index`]): what its packets and bytes are counted
+    /// by, per target.
+    service: u8,
     /// Ethernet header length (14, or 18 with an 802.1Q tag).
     l2_len: u8,
     /// The inner packet is IPv6.
@@ -148,7 +152,7 @@ impl Pipeline {
     pub fn with_neighbors(tables: Arc<Tables>, neighbors: Arc<Neighbors>) -> Self {
         Pipeline {
             flows: FlowTable::new(tables.flow_table_capacity, tables.flow_idle_timeout),
-            counters: Counters::new(tables.targets.len()),
+            counters: Counters::with_services(tables.targets.len(), tables.service_counting),
             tables,
             neighbors,
             refresh: ArrayVec::new(),
@@ -299,13 +303,15 @@ impl Pipeline {
                 let Some((sport, dport)) = ports(proto, payload) else {
                     return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
                 };
-                if !self.tables.vipas[vipa as usize].serves(proto, dport) {
+                let Some(service) = self.tables.vipas[vipa as usize].service_index(proto, dport)
+                else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
-                }
+                };
                 let hash = FlowKey::hash_v4(src, dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
                     hash,
                     vipa,
+                    service,
                     l2_len: l2_len as u8,
                     v6: false,
                     icmp_error: false,
@@ -325,14 +331,19 @@ impl Pipeline {
                         l2_len,
                         &mut self.counters,
                     )),
-                    m if m.is_error() => match quoted_flow_v4(icmp.data(), &dst) {
-                        Some((qproto, client, cport, vport))
-                            if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
-                        {
+                    m if m.is_error() => match quoted_flow_v4(icmp.data(), &dst).and_then(
+                        |(qproto, client, cport, vport)| {
+                            let service =
+                                self.tables.vipas[vipa as usize].service_index(qproto, vport)?;
+                            Some((qproto, client, cport, vport, service))
+                        },
+                    ) {
+                        Some((qproto, client, cport, vport, service)) => {
                             let hash = FlowKey::hash_v4(client, dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
                                 hash,
                                 vipa,
+                                service,
                                 l2_len: l2_len as u8,
                                 v6: false,
                                 icmp_error: true,
@@ -398,13 +409,15 @@ impl Pipeline {
                 let Some((sport, dport)) = ports(proto, payload) else {
                     return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
                 };
-                if !self.tables.vipas[vipa as usize].serves(proto, dport) {
+                let Some(service) = self.tables.vipas[vipa as usize].service_index(proto, dport)
+                else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
-                }
+                };
                 let hash = FlowKey::hash_v6(&src, &dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
                     hash,
                     vipa,
+                    service,
                     l2_len: l2_len as u8,
                     v6: true,
                     icmp_error: false,
@@ -424,14 +437,19 @@ impl Pipeline {
                         l2_len,
                         &mut self.counters,
                     )),
-                    m if m.is_error() => match quoted_flow_v6(icmp.data(), &dst) {
-                        Some((qproto, client, cport, vport))
-                            if self.tables.vipas[vipa as usize].serves(qproto, vport) =>
-                        {
+                    m if m.is_error() => match quoted_flow_v6(icmp.data(), &dst).and_then(
+                        |(qproto, client, cport, vport)| {
+                            let service =
+                                self.tables.vipas[vipa as usize].service_index(qproto, vport)?;
+                            Some((qproto, client, cport, vport, service))
+                        },
+                    ) {
+                        Some((qproto, client, cport, vport, service)) => {
                             let hash = FlowKey::hash_v6(&client, &dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
                                 hash,
                                 vipa,
+                                service,
                                 l2_len: l2_len as u8,
                                 v6: true,
                                 icmp_error: true,
@@ -514,6 +532,7 @@ impl Pipeline {
             m.v6,
             m.inner,
             target,
+            self.tables.vipas[usize::from(m.vipa)].service_slot(m.service),
             dst_mac,
             m.hash,
             &mut self.ident,

@@ -9,6 +9,7 @@ use vipa_proto::snapshot::back::{Back, FlowEvent, Identity, Layout, RingCursor};
 
 use super::shm::SharedWords;
 use crate::counters::{Counter, Counters};
+use crate::tables::ServiceCounting;
 
 /// The back channel object, created by the forwarder at start.
 #[derive(Debug)]
@@ -23,11 +24,14 @@ pub const BACK_TARGET_SLOTS: usize = 1024;
 pub const BACK_RING_CAPACITY: usize = 4096;
 
 impl BackChannel {
-    /// Creates `path` for `workers` workers (replacing an older one).
+    /// Creates `path` for `workers` workers (replacing an older one), with
+    /// per-target figures for `target_slots` and per-(service, target)
+    /// figures for `services`.
     pub fn create(
         path: &Path,
         workers: usize,
         target_slots: usize,
+        services: ServiceCounting,
         ring_capacity: usize,
     ) -> io::Result<Self> {
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
@@ -35,6 +39,8 @@ impl BackChannel {
             workers,
             counters: Counter::COUNT,
             target_slots,
+            service_slots: services.service_slots,
+            service_targets: services.target_slots,
             ring_capacity: ring_capacity.next_power_of_two(),
             names_bytes: names.join("\n").len(),
         };
@@ -74,6 +80,7 @@ impl BackChannel {
             u64::from(now),
             c.values(),
             c.targets.iter().map(|t| [t.packets, t.bytes, t.flows]),
+            &c.service_targets,
         );
     }
 }

@@ -670,4 +670,35 @@ impl Config {
     pub fn vipa(&self, address: IpAddr) -> Option<&VipaConfig> {
         self.vipas.iter().find(|v| v.address == address)
     }
+
+    /// Every target address of every VIPA, in file order, each once: the
+    /// target slots the control plane assigns and the forwarder counts by.
+    pub fn target_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for v in &self.vipas {
+            for t in &v.targets {
+                if !addresses.contains(&t.address) {
+                    addresses.push(t.address);
+                }
+            }
+        }
+        addresses
+    }
+
+    /// Every (VIPA, service), in file order: the service slots the
+    /// forwarder counts packets and bytes by, per target slot. The
+    /// forwarder and vipa-control both number them with this, from the
+    /// same configuration file.
+    pub fn service_slots(&self) -> impl Iterator<Item = (IpAddr, Service)> + '_ {
+        self.vipas
+            .iter()
+            .flat_map(|v| v.services.iter().map(move |s| (v.address, *s)))
+    }
+
+    /// The service slot of `protocol`/`port` (IP protocol number) of the
+    /// VIPA `address` (see [`Config::service_slots`]).
+    pub fn service_slot(&self, address: IpAddr, protocol: u8, port: u16) -> Option<usize> {
+        self.service_slots()
+            .position(|(a, s)| a == address && s.protocol.number() == protocol && s.port == port)
+    }
 }

@@ -14,8 +14,8 @@
 //!
 //! | words | content |
 //! |---|---|
-//! | 0..24 | header: magic `VIPABACK`, version, workers, counters per worker, target slots, ring capacity, names offset and length; the loader's figures ([`LoaderFigures`], words 8..15); the forwarder's identity ([`Identity`], words 15..24: process id, start, backend name) |
-//! | per worker, 64-byte aligned | generation in use; the second of its last counter copy; ring head (own cache line); ring tail (own cache line); counters; per target slot packets, bytes, flows; the ring's entries, 6 words each |
+//! | 0..24 | header: magic `VIPABACK`, version, workers, counters per worker, target slots, ring capacity, names offset and length; the loader's figures ([`LoaderFigures`], words 8..15); service slots and service target slots (words 15, 16); the forwarder's identity ([`Identity`], words 17..24: process id, start, backend name) |
+//! | per worker, 64-byte aligned | generation in use; the second of its last counter copy; ring head (own cache line); ring tail (own cache line); counters; per target slot packets, bytes, flows; per (service slot, service target slot) packets, bytes (index `service * service_targets + target`); the ring's entries, 6 words each |
 //! | names | the counter names, `\n`-separated, 8 bytes per word (little-endian) |
 //!
 //! # The new-flow ring
@@ -37,6 +37,13 @@
 //!   15..24), for `vipactl status`. The worker regions move by 8 words; a
 //!   reader of either version refuses the other (`UnsupportedVersion`), as
 //!   both ends come from the same release.
+//! - 3: packets and bytes per (service slot, target slot) in each worker's
+//!   region, after the per-target figures; the number of service slots and
+//!   of target slots they are counted for in header words 15 and 16 (the
+//!   identity moves to words 17..24, the backend name to 32 bytes). Service
+//!   slots number every (VIPA, service) of the configuration in file order
+//!   ([`crate::config::Config::service_slots`]); 0 service slots: none
+//!   counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,7 +52,7 @@ use crate::flowkey::FlowKey;
 /// Word 0.
 pub const BACK_MAGIC: u64 = u64::from_le_bytes(*b"VIPABACK");
 /// Word 1.
-pub const BACK_VERSION: u64 = 2;
+pub const BACK_VERSION: u64 = 3;
 /// Words of the header.
 pub const HEADER_WORDS: usize = 24;
 /// Words per ring entry.
@@ -62,7 +69,9 @@ const W_NAMES_LEN: usize = 7;
 const W_LOADER: usize = 8;
 /// Words of the loader's figures.
 const LOADER_WORDS: usize = 7;
-const W_PID: usize = W_LOADER + LOADER_WORDS;
+const W_SERVICES: usize = W_LOADER + LOADER_WORDS;
+const W_SERVICE_TARGETS: usize = W_SERVICES + 1;
+const W_PID: usize = W_SERVICE_TARGETS + 1;
 const W_STARTED: usize = W_PID + 1;
 const W_BACKEND_LEN: usize = W_STARTED + 1;
 const W_BACKEND: usize = W_BACKEND_LEN + 1;
@@ -93,6 +102,10 @@ pub struct Layout {
     pub counters: usize,
     /// Target slots with per-target counters.
     pub target_slots: usize,
+    /// Service slots with per-(service, target) packets and bytes (0: none).
+    pub service_slots: usize,
+    /// Target slots per service slot (the stride of the per-service figures).
+    pub service_targets: usize,
     /// Entries per ring (a power of two).
     pub ring_capacity: usize,
     /// Bytes of counter names.
@@ -104,8 +117,17 @@ impl Layout {
         R_COUNTERS + line(self.counters)
     }
 
-    fn ring_at(&self) -> usize {
+    fn services_at(&self) -> usize {
         self.targets_at() + line(self.target_slots * 3)
+    }
+
+    /// (service, target) pairs counted per worker.
+    pub fn service_pairs(&self) -> usize {
+        self.service_slots * self.service_targets
+    }
+
+    fn ring_at(&self) -> usize {
+        self.services_at() + line(self.service_pairs() * 2)
     }
 
     fn worker_words(&self) -> usize {
@@ -308,6 +330,8 @@ impl<'a> Back<'a> {
         words[W_COUNTERS].store(layout.counters as u64, Ordering::Relaxed);
         words[W_TARGETS].store(layout.target_slots as u64, Ordering::Relaxed);
         words[W_RING].store(layout.ring_capacity as u64, Ordering::Relaxed);
+        words[W_SERVICES].store(layout.service_slots as u64, Ordering::Relaxed);
+        words[W_SERVICE_TARGETS].store(layout.service_targets as u64, Ordering::Relaxed);
         words[W_NAMES_AT].store(layout.names_at() as u64, Ordering::Relaxed);
         words[W_NAMES_LEN].store(layout.names_bytes as u64, Ordering::Relaxed);
         for (i, chunk) in joined.as_bytes().chunks(8).enumerate() {
@@ -339,6 +363,8 @@ impl<'a> Back<'a> {
             get(W_TARGETS),
             get(W_RING),
             get(W_NAMES_LEN),
+            get(W_SERVICES),
+            get(W_SERVICE_TARGETS),
         ];
         let layout = Layout {
             workers: fields[0],
@@ -346,13 +372,23 @@ impl<'a> Back<'a> {
             target_slots: fields[2],
             ring_capacity: fields[3],
             names_bytes: fields[4],
+            service_slots: fields[5],
+            service_targets: fields[6],
         };
         // Bound every size by the object before any arithmetic on them.
         let fits = fields.iter().all(|&f| f <= words.len())
             && layout.ring_capacity.is_power_of_two()
             && layout
+                .service_slots
+                .checked_mul(layout.service_targets)
+                .is_some_and(|p| p <= words.len())
+            && layout
                 .workers
-                .checked_mul(layout.ring_capacity * EVENT_WORDS + layout.target_slots * 3)
+                .checked_mul(
+                    layout.ring_capacity * EVENT_WORDS
+                        + layout.target_slots * 3
+                        + layout.service_pairs() * 2,
+                )
                 .is_some_and(|w| w <= words.len())
             && layout.words() <= words.len()
             && get(W_NAMES_AT) == layout.names_at();
@@ -508,14 +544,17 @@ impl<'a> Back<'a> {
             .unwrap_or(0)
     }
 
-    /// Copies worker `worker`'s counters in (`counters` in index order, and
-    /// per target slot `[packets, bytes, flows]`; extra values are left out).
+    /// Copies worker `worker`'s counters in (`counters` in index order,
+    /// per target slot `[packets, bytes, flows]`, and per (service slot,
+    /// target slot) `[packets, bytes]` in index order
+    /// `service * service_targets + target`; extra values are left out).
     pub fn publish_counters(
         &self,
         worker: usize,
         now: u64,
         counters: &[u64],
         targets: impl Iterator<Item = [u64; 3]>,
+        service_targets: &[[u64; 2]],
     ) {
         if worker >= self.layout.workers {
             return;
@@ -531,6 +570,16 @@ impl<'a> Back<'a> {
         for (i, t) in targets.take(self.layout.target_slots).enumerate() {
             for (k, v) in t.into_iter().enumerate() {
                 self.words[t0 + i * 3 + k].store(v, Ordering::Relaxed);
+            }
+        }
+        let s0 = base + self.layout.services_at();
+        for (i, st) in service_targets
+            .iter()
+            .take(self.layout.service_pairs())
+            .enumerate()
+        {
+            for (k, v) in st.iter().enumerate() {
+                self.words[s0 + i * 2 + k].store(*v, Ordering::Relaxed);
             }
         }
         self.w(worker, R_PUBLISHED).store(now, Ordering::Release);
@@ -558,6 +607,21 @@ impl<'a> Back<'a> {
             .map(|i| {
                 let g = |k: usize| self.words[base + i * 3 + k].load(Ordering::Relaxed);
                 [g(0), g(1), g(2)]
+            })
+            .collect()
+    }
+
+    /// Worker `worker`'s per-(service slot, target slot) `[packets, bytes]`,
+    /// index `service * service_targets + target`.
+    pub fn service_target_counters(&self, worker: usize) -> Vec<[u64; 2]> {
+        if worker >= self.layout.workers {
+            return Vec::new();
+        }
+        let base = self.layout.worker(worker) + self.layout.services_at();
+        (0..self.layout.service_pairs())
+            .map(|i| {
+                let g = |k: usize| self.words[base + i * 2 + k].load(Ordering::Relaxed);
+                [g(0), g(1)]
             })
             .collect()
     }
@@ -631,6 +695,8 @@ mod tests {
             workers: 2,
             counters: 3,
             target_slots: 4,
+            service_slots: 2,
+            service_targets: 3,
             ring_capacity: 4,
             names_bytes: 0,
         }
@@ -643,10 +709,19 @@ mod tests {
         let w = Back::init(&words, l, &["rx_packets", "tx_packets", "drop_x"]).unwrap();
         let r = Back::open(&words).unwrap();
         assert_eq!(r.names(), ["rx_packets", "tx_packets", "drop_x"]);
-        w.publish_counters(1, 5, &[1, 2, 3, 4], [[9, 8, 7]].into_iter());
+        let per_service: Vec<[u64; 2]> = (0..7).map(|i| [i, 100 + i]).collect();
+        w.publish_counters(1, 5, &[1, 2, 3, 4], [[9, 8, 7]].into_iter(), &per_service);
         assert_eq!(r.counters(1), [1, 2, 3]);
         assert_eq!(r.counters(0), [0, 0, 0]);
         assert_eq!(r.target_counters(1)[0], [9, 8, 7]);
+        assert_eq!(r.layout().service_pairs(), 6);
+        // Service 1, target 2 is pair 5; the seventh value is left out.
+        assert_eq!(r.service_target_counters(1), per_service[..6]);
+        assert_eq!(r.service_target_counters(1)[5], [5, 105]);
+        assert_eq!(r.service_target_counters(0), [[0, 0]; 6]);
+        // The per-service words sit between the per-target words and the ring.
+        assert!(l.services_at() >= l.targets_at() + 4 * 3);
+        assert!(l.ring_at() >= l.services_at() + 6 * 2);
         w.set_worker_generation(0, 4);
         w.set_worker_generation(1, 3);
         w.set_loader(&LoaderFigures {
@@ -737,6 +812,14 @@ mod tests {
         words[1].store(BACK_VERSION, Ordering::Relaxed);
         words[W_WORKERS].store(u64::MAX, Ordering::Relaxed);
         words[W_RING].store(4, Ordering::Relaxed);
+        assert!(matches!(
+            Back::open(&words),
+            Err(BackError::BadLayout { .. })
+        ));
+        // Service sizes whose product overflows are refused, not multiplied.
+        words[W_WORKERS].store(1, Ordering::Relaxed);
+        words[W_SERVICES].store(1 << 40, Ordering::Relaxed);
+        words[W_SERVICE_TARGETS].store(1 << 40, Ordering::Relaxed);
         assert!(matches!(
             Back::open(&words),
             Err(BackError::BadLayout { .. })
