@@ -181,7 +181,8 @@ impl Counters {
 
     /// Counts a packet of `bytes` sent to `target` for service slot
     /// `service`; nothing for a pair outside the array (no panic, no
-    /// allocation).
+    /// allocation), such as a service not counted
+    /// ([`crate::tables::UNCOUNTED_SERVICE`]).
     #[inline(always)]
     pub fn add_service_target(&mut self, service: u32, target: u32, bytes: u64) {
         let target = target as usize;

@@ -105,30 +105,21 @@ pub struct Vipa {
     pub epoch: u64,
 }
 
-/// The service index ([`Vipa::service_index`]) of a service beyond the
-/// 255th of a VIPA: served, but not counted per service.
-pub const UNCOUNTED_SERVICE: u8 = u8::MAX;
+/// The service slot ([`Vipa::service_slot`]) of a service whose packets
+/// and bytes are not counted per target ([`Service::slot`] `None`).
+pub const UNCOUNTED_SERVICE: u32 = u32::MAX;
 
 impl Vipa {
-    /// The index in [`Self::services`] of `protocol`/`port`, `None` when it
-    /// is not one of the VIPA's services ([`UNCOUNTED_SERVICE`] for an
-    /// index that does not fit below it).
+    /// The service slot ([`Service::slot`]) of `protocol`/`port`, or
+    /// [`UNCOUNTED_SERVICE`] when it is not counted; `None` when it is not
+    /// one of the VIPA's services. Read while the classifier has the
+    /// services at hand, so that counting a forwarded packet reads no table.
     #[inline]
-    pub fn service_index(&self, protocol: u8, port: u16) -> Option<u8> {
+    pub fn service_slot(&self, protocol: u8, port: u16) -> Option<u32> {
         self.services
             .iter()
-            .position(|s| s.port == port && s.protocol == protocol)
-            .map(|i| u8::try_from(i).unwrap_or(UNCOUNTED_SERVICE))
-    }
-
-    /// The service slot of service number `index` (from
-    /// [`Self::service_index`]), `None` when not counted.
-    #[inline]
-    pub fn service_slot(&self, index: u8) -> Option<u32> {
-        if index == UNCOUNTED_SERVICE {
-            return None;
-        }
-        self.services.get(usize::from(index))?.slot
+            .find(|s| s.port == port && s.protocol == protocol)
+            .map(|s| s.slot.unwrap_or(UNCOUNTED_SERVICE))
     }
 
     /// A VIPA with these services and Maglev tables.

@@ -55,7 +55,8 @@ pub(super) struct Inner {
 }
 
 /// Encapsulates the flow packet in `buf` towards `target`, counted for
-/// service slot `service` (when counted).
+/// service slot `service` ([`crate::tables::UNCOUNTED_SERVICE`]: not
+/// counted per service).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(super) fn encapsulate<B: PacketBuffer>(
@@ -66,7 +67,7 @@ pub(super) fn encapsulate<B: PacketBuffer>(
     inner_v6: bool,
     inner: Inner,
     target: u32,
-    service: Option<u32>,
+    service: u32,
     dst_mac: [u8; 6],
     hash: u64,
     ident: &mut u16,
@@ -182,20 +183,13 @@ pub(super) fn encapsulate<B: PacketBuffer>(
 /// encapsulated frame, from the general path and the fast path
 /// ([`super::fast`]), is counted here and nowhere else.
 #[inline(always)]
-pub(super) fn sent_to_target(
-    counters: &mut Counters,
-    service: Option<u32>,
-    target: u32,
-    inner_len: usize,
-) {
+pub(super) fn sent_to_target(counters: &mut Counters, service: u32, target: u32, inner_len: usize) {
     counters.inc(Counter::Forwarded);
     if let Some(tc) = counters.targets.get_mut(target as usize) {
         tc.packets += 1;
         tc.bytes += inner_len as u64;
     }
-    if let Some(service) = service {
-        counters.add_service_target(service, target, inner_len as u64);
-    }
+    counters.add_service_target(service, target, inner_len as u64);
 }
 
 /// Writes the outer IPv4 header and the GRE header (24 bytes) from the

@@ -30,7 +30,7 @@
 use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::ipv4;
 
-use super::encap::{self, Inner};
+use super::encap;
 use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::buf::PacketBuffer;
 use crate::counters::Counter;
@@ -63,12 +63,12 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
     let dst = [h[30], h[31], h[32], h[33]];
     let vipa = tables.vipa_v4(&dst)?;
     let dport = be16(36);
-    let service = tables.vipas[usize::from(vipa)].service_index(proto, dport)?;
+    let slot = tables.vipas[usize::from(vipa)].service_slot(proto, dport)?;
     let src = [h[26], h[27], h[28], h[29]];
     Some(FlowMeta {
         hash: FlowKey::hash_v4(src, dst, proto, be16(34), dport),
         vipa,
-        service,
+        slot,
         l2_len: 14,
         v6: false,
         icmp_error: false,
@@ -77,11 +77,9 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
             && data
                 .get(14 + 20 + 13)
                 .is_some_and(|&f| f & (TCP_SYN | TCP_ACK) == TCP_SYN),
-        inner: Inner {
-            len: total as u32,
-            dscp_ecn: h[15],
-            df: flags_offset & 0x4000 != 0,
-        },
+        inner_len: total as u32,
+        dscp_ecn: h[15],
+        df: flags_offset & 0x4000 != 0,
     })
 }
 
@@ -110,7 +108,7 @@ impl Pipeline {
             return None;
         }
         let f = self.tables.fast_entry(port, target)?;
-        let inner_len = m.inner.len;
+        let inner_len = m.inner_len;
         if inner_len > f.max_inner {
             return None;
         }
@@ -131,7 +129,7 @@ impl Pipeline {
         };
         let (eth_out, ip_out) = hdr.split_at_mut(14);
         eth_out.copy_from_slice(&eth);
-        let df = m.inner.df;
+        let df = m.df;
         let id = if df {
             0
         } else {
@@ -142,7 +140,7 @@ impl Pipeline {
             encap::write_outer_v4(
                 ip_out,
                 &outer,
-                m.inner.dscp_ecn,
+                m.dscp_ecn,
                 (OVERHEAD_V4 as u32 + inner_len) as u16,
                 id,
                 df,
@@ -150,8 +148,7 @@ impl Pipeline {
                 cksum_offload,
             );
         }
-        let service = self.tables.vipas[usize::from(m.vipa)].service_slot(m.service);
-        encap::sent_to_target(&mut self.counters, service, target, inner_len as usize);
+        encap::sent_to_target(&mut self.counters, m.slot, target, inner_len as usize);
         Some(Verdict::Tx)
     }
 }

@@ -91,10 +91,9 @@ pub enum Verdict {
 struct FlowMeta {
     hash: u64,
     vipa: u16,
-    /// The service's index in the VIPA's services
-    /// ([`Vipa::service_index`]): what its packets and bytes are counted
-    /// by, per target.
-    service: u8,
+    /// The service's slot ([`Vipa::service_slot`]): what its packets and
+    /// bytes are counted by, per target.
+    slot: u32,
     /// Ethernet header length (14, or 18 with an 802.1Q tag).
     l2_len: u8,
     /// The inner packet is IPv6.
@@ -109,8 +108,26 @@ struct FlowMeta {
     /// [`Pipeline::reuse_refused`]).
     syn: bool,
     /// What encapsulation needs from the inner IP header, read while pass 1
-    /// had it at hand (pass 2 does not parse it again).
-    inner: encap::Inner,
+    /// had it at hand (pass 2 does not parse it again): an
+    /// [`encap::Inner`]'s fields, kept here one by one so that the record
+    /// stays 24 bytes ([`FlowMeta::inner`]).
+    inner_len: u32,
+    /// See `inner_len`.
+    dscp_ecn: u8,
+    /// See `inner_len`.
+    df: bool,
+}
+
+impl FlowMeta {
+    /// What encapsulation needs from the inner IP header.
+    #[inline(always)]
+    fn inner(&self) -> encap::Inner {
+        encap::Inner {
+            len: self.inner_len,
+            dscp_ecn: self.dscp_ecn,
+            df: self.df,
+        }
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<FlowMeta>() <= 24);
@@ -303,7 +320,7 @@ impl Pipeline {
                 let Some((sport, dport)) = ports(proto, payload) else {
                     return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
                 };
-                let Some(service) = self.tables.vipas[vipa as usize].service_index(proto, dport)
+                let Some(service) = self.tables.vipas[vipa as usize].service_slot(proto, dport)
                 else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 };
@@ -311,12 +328,14 @@ impl Pipeline {
                 Pass1::Flow(FlowMeta {
                     hash,
                     vipa,
-                    service,
+                    slot: service,
                     l2_len: l2_len as u8,
                     v6: false,
                     icmp_error: false,
                     syn: is_syn(proto, payload),
-                    inner,
+                    inner_len: inner.len,
+                    dscp_ecn: inner.dscp_ecn,
+                    df: inner.df,
                 })
             }
             PROTO_ICMP => {
@@ -334,7 +353,7 @@ impl Pipeline {
                     m if m.is_error() => match quoted_flow_v4(icmp.data(), &dst).and_then(
                         |(qproto, client, cport, vport)| {
                             let service =
-                                self.tables.vipas[vipa as usize].service_index(qproto, vport)?;
+                                self.tables.vipas[vipa as usize].service_slot(qproto, vport)?;
                             Some((qproto, client, cport, vport, service))
                         },
                     ) {
@@ -343,12 +362,14 @@ impl Pipeline {
                             Pass1::Flow(FlowMeta {
                                 hash,
                                 vipa,
-                                service,
+                                slot: service,
                                 l2_len: l2_len as u8,
                                 v6: false,
                                 icmp_error: true,
                                 syn: false,
-                                inner,
+                                inner_len: inner.len,
+                                dscp_ecn: inner.dscp_ecn,
+                                df: inner.df,
                             })
                         }
                         _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
@@ -409,7 +430,7 @@ impl Pipeline {
                 let Some((sport, dport)) = ports(proto, payload) else {
                     return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
                 };
-                let Some(service) = self.tables.vipas[vipa as usize].service_index(proto, dport)
+                let Some(service) = self.tables.vipas[vipa as usize].service_slot(proto, dport)
                 else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 };
@@ -417,12 +438,14 @@ impl Pipeline {
                 Pass1::Flow(FlowMeta {
                     hash,
                     vipa,
-                    service,
+                    slot: service,
                     l2_len: l2_len as u8,
                     v6: true,
                     icmp_error: false,
                     syn: is_syn(proto, payload),
-                    inner,
+                    inner_len: inner.len,
+                    dscp_ecn: inner.dscp_ecn,
+                    df: inner.df,
                 })
             }
             PROTO_ICMPV6 => {
@@ -440,7 +463,7 @@ impl Pipeline {
                     m if m.is_error() => match quoted_flow_v6(icmp.data(), &dst).and_then(
                         |(qproto, client, cport, vport)| {
                             let service =
-                                self.tables.vipas[vipa as usize].service_index(qproto, vport)?;
+                                self.tables.vipas[vipa as usize].service_slot(qproto, vport)?;
                             Some((qproto, client, cport, vport, service))
                         },
                     ) {
@@ -449,12 +472,14 @@ impl Pipeline {
                             Pass1::Flow(FlowMeta {
                                 hash,
                                 vipa,
-                                service,
+                                slot: service,
                                 l2_len: l2_len as u8,
                                 v6: true,
                                 icmp_error: true,
                                 syn: false,
-                                inner,
+                                inner_len: inner.len,
+                                dscp_ecn: inner.dscp_ecn,
+                                df: inner.df,
                             })
                         }
                         _ => Pass1::Done(Verdict::Drop(Counter::DropIcmpUnhandled)),
@@ -530,9 +555,9 @@ impl Pipeline {
             buf,
             m.l2_len as usize,
             m.v6,
-            m.inner,
+            m.inner(),
             target,
-            self.tables.vipas[usize::from(m.vipa)].service_slot(m.service),
+            m.slot,
             dst_mac,
             m.hash,
             &mut self.ident,
