@@ -194,15 +194,20 @@ impl Pipeline {
         let mut rx_bytes = 0;
         for buf in rx.iter_mut() {
             rx_bytes += buf.len() as u64;
-            let p = match fast::classify_v4(&self.tables, buf.data()) {
-                Some(m) => Pass1::Flow(m),
-                None => self.classify(port, buf, now),
-            };
-            if let Pass1::Flow(m) = p {
-                self.flows.prefetch(m.hash);
-            }
+            // Each branch pushes its own result: a record shared by both
+            // would go through a temporary on the stack, written piecewise
+            // and read back whole at once, which stalls store forwarding.
             // rx holds at most MAX_BURST frames.
-            let _ = pass1.try_push(p);
+            if let Some(m) = fast::classify_v4(&self.tables, buf.data()) {
+                self.flows.prefetch(m.hash);
+                let _ = pass1.try_push(Pass1::Flow(m));
+            } else {
+                let p = self.classify(port, buf, now);
+                if let Pass1::Flow(m) = &p {
+                    self.flows.prefetch(m.hash);
+                }
+                let _ = pass1.try_push(p);
+            }
         }
         self.counters.add(Counter::RxBytes, rx_bytes);
         // Pass 1's results are read in place (not moved out one by one: a
