@@ -179,12 +179,25 @@ pub(super) fn encapsulate<B: PacketBuffer>(
     Verdict::Tx
 }
 
-/// The one place a packet is counted as sent to a target: every
-/// encapsulated frame, from the general path and the fast path
-/// ([`super::fast`]), is counted here and nowhere else.
+/// Where a packet is counted as sent to a target: every encapsulated frame
+/// of the general path here, every one of the fast path ([`super::fast`])
+/// in [`sent_to_target_uncounted`] and the burst loop.
 #[inline(always)]
 pub(super) fn sent_to_target(counters: &mut Counters, service: u32, target: u32, inner_len: usize) {
     counters.inc(Counter::Forwarded);
+    sent_to_target_uncounted(counters, service, target, inner_len);
+}
+
+/// [`sent_to_target`] without [`Counter::Forwarded`]: the fast path's,
+/// whose forwarded packets the burst loop counts
+/// ([`super::Pipeline::process_burst`]).
+#[inline(always)]
+pub(super) fn sent_to_target_uncounted(
+    counters: &mut Counters,
+    service: u32,
+    target: u32,
+    inner_len: usize,
+) {
     if let Some(tc) = counters.targets.get_mut(target as usize) {
         tc.packets += 1;
         tc.bytes += inner_len as u64;

@@ -117,14 +117,17 @@ impl Pipeline {
             eth[..6].copy_from_slice(&self.neighbors.fresh(f.resolve as usize, now)?);
         }
         let outer = f.outer;
-        self.counters.inc(Counter::FlowTableHits);
+        // Counter::FlowTableHits and Counter::Forwarded: the burst loop
+        // counts them for every `Some(Verdict::Tx)`, once per burst.
         // Ethernet padding is not part of the packet.
         if !buf.reframe(OVERHEAD_V4, 14 + inner_len as usize) {
+            self.counters.inc(Counter::FlowTableHits);
             return Some(Verdict::Drop(Counter::DropNoBufferRoom));
         }
         let cksum_offload = buf.offload_ipv4_checksum(14, ipv4::HEADER_LEN);
         let Some(hdr) = buf.data_mut().first_chunk_mut::<{ 14 + OVERHEAD_V4 }>() else {
             // Never: the frame now holds the outer headers and more.
+            self.counters.inc(Counter::FlowTableHits);
             return Some(Verdict::Drop(Counter::DropNoBufferRoom));
         };
         let (eth_out, ip_out) = hdr.split_at_mut(14);
@@ -148,7 +151,7 @@ impl Pipeline {
                 cksum_offload,
             );
         }
-        encap::sent_to_target(&mut self.counters, m.slot, target, inner_len as usize);
+        encap::sent_to_target_uncounted(&mut self.counters, m.slot, target, inner_len as usize);
         Some(Verdict::Tx)
     }
 }

@@ -210,6 +210,9 @@ impl Pipeline {
             }
         }
         self.counters.add(Counter::RxBytes, rx_bytes);
+        // The fast path's packets sent: flow-table hits and forwarded,
+        // counted once per burst.
+        let mut fast_tx = 0u64;
         // Pass 1's results are read in place (not moved out one by one: a
         // moved copy is written and read back piecewise, which stalls store
         // forwarding on the flow hash).
@@ -223,6 +226,10 @@ impl Pipeline {
                         _ => None,
                     };
                     match fast {
+                        Some(Verdict::Tx) => {
+                            fast_tx += 1;
+                            Verdict::Tx
+                        }
                         Some(v) => v,
                         None => self.forward_found(port, &mut buf, m, now, found),
                     }
@@ -240,6 +247,8 @@ impl Pipeline {
                 }
             }
         }
+        self.counters.add(Counter::FlowTableHits, fast_tx);
+        self.counters.add(Counter::Forwarded, fast_tx);
     }
 
     /// Runs one frame through both passes (slow path for tests and tools).
