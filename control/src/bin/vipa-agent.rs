@@ -14,7 +14,7 @@ use vipa_control::daemon::{
     self,
     agent::{self, AgentOptions, Source},
 };
-use vipa_proto::config::{Config, Service};
+use vipa_proto::config::Service;
 
 #[derive(Parser)]
 #[command(name = "vipa-agent", version, about = "vipa's agent on a target")]
@@ -110,7 +110,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    daemon::init_logging();
     match Cli::parse().command {
         Command::Run {
             config,
@@ -174,45 +174,14 @@ fn run(
     interval_ms: u64,
     decap: Option<DecapOptions>,
 ) -> ExitCode {
-    let config = match Config::load(&config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vipa-agent run: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vipa-agent run: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let opts = AgentOptions {
-        config,
-        address,
-        listen,
-        decap,
-    };
-    let source = Source::SockDiag(Duration::from_millis(interval_ms));
-    match rt.block_on(agent::run(opts, source, daemon::shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vipa-agent run: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `tracing` to stderr, filtered by RUST_LOG (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    daemon::run_main("vipa-agent run", &config, |config| {
+        let opts = AgentOptions {
+            config,
+            address,
+            listen,
+            decap,
+        };
+        let source = Source::SockDiag(Duration::from_millis(interval_ms));
+        agent::run(opts, source, daemon::shutdown_signal())
+    })
 }

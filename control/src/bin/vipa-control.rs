@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vipa_control::daemon::{self, node::NodeOptions};
-use vipa_proto::config::Config;
 
 /// vipa's control-plane daemon on a routing node.
 ///
@@ -33,45 +32,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    daemon::init_logging();
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vipa-control: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vipa-control: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let opts = NodeOptions {
-        config,
-        snapshot: cli.snapshot,
-        api: cli.api,
-    };
-    match rt.block_on(daemon::node::run(opts, daemon::shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vipa-control: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `tracing` to stderr, filtered by RUST_LOG (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    daemon::run_main("vipa-control", &cli.config, |config| {
+        let opts = NodeOptions {
+            config,
+            snapshot: cli.snapshot,
+            api: cli.api,
+        };
+        daemon::node::run(opts, daemon::shutdown_signal())
+    })
 }

@@ -22,7 +22,13 @@ pub mod forwarder;
 pub mod node;
 pub mod transport;
 
+use std::fmt::Display;
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use vipa_proto::config::Config;
 
 /// Milliseconds since the Unix epoch: a process generation / agent session
 /// that grows with every restart.
@@ -46,5 +52,51 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// How both daemons log: `tracing` to stderr, filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The `main` of both daemons: loads the configuration at `config`, runs
+/// the future `daemon` makes of it on a current-thread tokio runtime until
+/// it ends (it watches [`shutdown_signal`] itself), and turns any failure
+/// into one line on stderr, prefixed with `name`, and a failing exit code.
+pub fn run_main<F, E>(name: &str, config: &Path, daemon: impl FnOnce(Config) -> F) -> ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
