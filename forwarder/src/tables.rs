@@ -247,22 +247,36 @@ impl OuterV4 {
 /// general encapsulation writes for an untagged inner IPv4 frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastV4 {
-    /// The outer IPv4 header's constant part.
-    pub outer: OuterV4,
-    /// The Ethernet header: the next hop's MAC when it is static (zeros
-    /// when it is resolved: `resolve` says which), the port's MAC, 0x0800.
-    pub eth: [u8; 14],
+    /// The frame's first 38 bytes with the per-packet fields zero: the
+    /// Ethernet header (the next hop's MAC when it is static, zeros when it
+    /// is resolved: `resolve` says which; the port's MAC; 0x0800), the
+    /// outer IPv4 header's constant part (version and IHL, TTL, protocol,
+    /// addresses; DSCP/ECN, length, identification, flags and checksum
+    /// zero) and the GRE header (protocol 0x0800).
+    pub hdr: [u8; 14 + OVERHEAD_V4],
+    /// The unfolded sum of the outer IPv4 header's constant words
+    /// ([`OuterV4::sum`]).
+    pub sum: u32,
     /// The largest inner packet that fits the port's MTU after the outer
-    /// IPv4 and GRE headers (`mtu − 24`; 0 when the MTU is smaller).
+    /// IPv4 and GRE headers (`mtu − 24`; 0 when the MTU is smaller, and in
+    /// [`FastV4::NONE`]: no packet takes the fast path).
     pub max_inner: u32,
     /// The next hop's id in [`Neighbors`] when it is resolved, `u32::MAX`
-    /// when `eth` holds a static MAC.
+    /// when `hdr` holds a static MAC.
     pub resolve: u32,
 }
 
 impl FastV4 {
     /// `resolve` of an entry whose Ethernet header is complete.
     pub const STATIC: u32 = u32::MAX;
+    /// The entry of a (port, target) the fast path does not serve: every
+    /// packet is larger than its `max_inner`, so the general path decides.
+    pub const NONE: FastV4 = FastV4 {
+        hdr: [0; 14 + OVERHEAD_V4],
+        sum: 0,
+        max_inner: 0,
+        resolve: FastV4::STATIC,
+    };
 }
 
 /// The CRT of a mapped snapshot, looked up in place.
@@ -356,7 +370,7 @@ pub struct Tables {
     /// Next hop of each (port, target): index `port * targets.len() + target`.
     next_hops: Vec<NextHop>,
     /// The fast path's entry of each (port, target), indexed like `next_hops`.
-    fast_v4: Vec<Option<FastV4>>,
+    fast_v4: Vec<FastV4>,
     /// The next hops to resolve: (address, port), indexed by [`NextHop::Resolve`] ids.
     pub resolve: Vec<(IpAddr, usize)>,
     /// Seconds after which a learned MAC is refreshed.
@@ -512,20 +526,14 @@ impl Tables {
                         .map(|id| ([0; 6], id)),
                 };
                 let entry = match (t.outer_v4, hop) {
-                    (Some(outer), Some((dst, resolve))) if t.state != TargetState::Down => {
-                        let mut eth = [0u8; 14];
-                        eth[..6].copy_from_slice(&dst);
-                        eth[6..12].copy_from_slice(&p.mac);
-                        eth[12..].copy_from_slice(&0x0800u16.to_be_bytes());
-                        Some(FastV4 {
-                            outer,
-                            eth,
-                            max_inner: u32::try_from(p.mtu.saturating_sub(OVERHEAD_V4))
-                                .unwrap_or(u32::MAX),
-                            resolve,
-                        })
-                    }
-                    _ => None,
+                    (Some(outer), Some((dst, resolve))) if t.state != TargetState::Down => FastV4 {
+                        hdr: crate::pipeline::fast_header_v4(dst, p.mac, &outer),
+                        sum: outer.sum,
+                        max_inner: u32::try_from(p.mtu.saturating_sub(OVERHEAD_V4))
+                            .unwrap_or(u32::MAX),
+                        resolve,
+                    },
+                    _ => FastV4::NONE,
                 };
                 fast_v4.push(entry);
             }
@@ -635,7 +643,8 @@ impl Tables {
     }
 
     /// The fast path's entry for sending to `target` from `port` (see
-    /// [`FastV4`]): `None` for a target that is not IPv4, is down or unknown.
+    /// [`FastV4`]): [`FastV4::NONE`] for a target that is not IPv4 or is
+    /// down, `None` for one unknown.
     #[inline]
     pub fn fast_entry(&self, port: usize, target: u32) -> Option<&FastV4> {
         let n = self.targets.len();
@@ -643,7 +652,7 @@ impl Tables {
         if t >= n {
             return None;
         }
-        self.fast_v4.get(port * n + t)?.as_ref()
+        self.fast_v4.get(port * n + t)
     }
 
     /// A fresh shared next-hop table for these tables' next hops (all unknown).

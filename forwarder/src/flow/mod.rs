@@ -111,16 +111,21 @@ impl FlowTable {
         let i = self.index(hash);
         let b = &mut self.buckets[i];
         // All four ways compared without a branch each (which way holds a
-        // flow is random, so per-way branches mispredict); the first live
-        // match wins, as a loop returning on the first match would.
+        // flow is random, so per-way branches mispredict). At most one way
+        // holds a signature ([`FlowTable::insert`] reuses the way of the
+        // same signature, live or not), so the match's expiry alone
+        // decides.
         let mut hits = 0u32;
         for w in 0..WAYS {
-            hits |= u32::from((b.sig[w] == hash) & (b.expires[w] > now)) << w;
+            hits |= u32::from(b.sig[w] == hash) << w;
         }
         if hits == 0 {
             return None;
         }
         let w = hits.trailing_zeros() as usize & (WAYS - 1);
+        if b.expires[w] <= now {
+            return None;
+        }
         b.expires[w] = now.saturating_add(timeout);
         Some(b.target[w])
     }

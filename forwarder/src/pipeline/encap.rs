@@ -228,13 +228,38 @@ pub(super) fn write_outer_v4(
     gre_proto: u16,
     cksum_offload: bool,
 ) {
+    // Bytes 8–15 with a zero checksum, which write_outer_v4_varying fills.
+    out[8..16].copy_from_slice(&outer.ttl_proto_src.to_be_bytes());
+    // RFC 2784 §2: C (bit 0) = 0, Reserved0 = 0, Ver = 0, then the protocol type.
+    let w2 = (u64::from(outer.dst) << 32) | u64::from(gre_proto);
+    out[16..24].copy_from_slice(&w2.to_be_bytes());
+    write_outer_v4_varying(out, outer.sum, dscp_ecn, total_len, id, df, cksum_offload);
+}
+
+/// The per-packet part of [`write_outer_v4`]: bytes 0–7 of the outer IPv4
+/// header (version and IHL, DSCP/ECN, total length, identification, flags
+/// and fragment offset) and the header checksum (bytes 10–11) from `sum`,
+/// the unfolded sum of the constant words ([`OuterV4::sum`]). Every other
+/// byte of `out` is left as it is: the constant part, written once per
+/// packet by [`write_outer_v4`] or copied from a pre-built header by the
+/// fast path.
+#[inline(always)]
+pub(super) fn write_outer_v4_varying(
+    out: &mut [u8; OVERHEAD_V4],
+    sum: u32,
+    dscp_ecn: u8,
+    total_len: u16,
+    id: u16,
+    df: bool,
+    cksum_offload: bool,
+) {
     // RFC 791: flags are the top 3 bits of bytes 6–7 (DF = 0x4000), the
     // fragment offset the rest (0).
     let flags: u16 = if df { 0x4000 } else { 0 };
     let checksum = if cksum_offload {
         0
     } else {
-        let mut sum = outer.sum + u32::from(dscp_ecn) + u32::from(total_len) + u32::from(id);
+        let mut sum = sum + u32::from(dscp_ecn) + u32::from(total_len) + u32::from(id);
         sum += u32::from(flags);
         // The sum of at most eleven 16-bit words fits 20 bits: two folds.
         sum = (sum & 0xffff) + (sum >> 16);
@@ -246,12 +271,8 @@ pub(super) fn write_outer_v4(
         | (u64::from(total_len) << 32)
         | (u64::from(id) << 16)
         | u64::from(flags);
-    let w1 = outer.ttl_proto_src | (u64::from(checksum) << 32);
-    // RFC 2784 §2: C (bit 0) = 0, Reserved0 = 0, Ver = 0, then the protocol type.
-    let w2 = (u64::from(outer.dst) << 32) | u64::from(gre_proto);
     out[0..8].copy_from_slice(&w0.to_be_bytes());
-    out[8..16].copy_from_slice(&w1.to_be_bytes());
-    out[16..24].copy_from_slice(&w2.to_be_bytes());
+    out[10..12].copy_from_slice(&checksum.to_be_bytes());
 }
 
 /// Writes a 14-byte Ethernet header without a tag.

@@ -34,7 +34,7 @@ use super::encap;
 use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::buf::PacketBuffer;
 use crate::counters::Counter;
-use crate::tables::{FastV4, Tables, OVERHEAD_V4};
+use crate::tables::{FastV4, OuterV4, Tables, OVERHEAD_V4};
 
 /// Bytes the fast path reads: Ethernet (14) + IPv4 without options (20) +
 /// source and destination port (4).
@@ -83,9 +83,24 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
     })
 }
 
+/// [`FastV4::hdr`]: the first 38 bytes of a frame to `dst` from `src`
+/// encapsulating an untagged IPv4 packet as [`encap::encapsulate`] writes
+/// them, with the per-packet fields ([`encap::write_outer_v4_varying`]'s)
+/// zero.
+pub fn fast_header_v4(dst: [u8; 6], src: [u8; 6], outer: &OuterV4) -> [u8; 14 + OVERHEAD_V4] {
+    let mut hdr = [0u8; 14 + OVERHEAD_V4];
+    hdr[..6].copy_from_slice(&dst);
+    hdr[6..12].copy_from_slice(&src);
+    hdr[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    if let Ok(ip) = <&mut [u8; OVERHEAD_V4]>::try_from(&mut hdr[14..]) {
+        encap::write_outer_v4(ip, outer, 0, 0, 0, false, encap::GRE_PROTO_IPV4, true);
+    }
+    hdr
+}
+
 impl Pipeline {
-    /// Pass 2 of an ordinary IPv4 packet (`m` from an untagged frame, not
-    /// an ICMP error) whose flow the table knows (`target`), when the
+    /// Pass 2 of an ordinary IPv4 packet (`m` from [`classify_v4`]: an
+    /// untagged frame, not an ICMP error) whose flow the table knows (`target`), when the
     /// tables' fast entry for (`port`, `target`) exists (an IPv4 target
     /// that keeps its flows), the packet fits the MTU and the next hop's MAC
     /// is static or fresh: encapsulates and returns the verdict. `None`
@@ -104,19 +119,19 @@ impl Pipeline {
         target: u32,
         now: u32,
     ) -> Option<Verdict> {
-        if m.l2_len != 14 || m.v6 || m.icmp_error {
-            return None;
-        }
+        debug_assert!(m.l2_len == 14 && !m.v6 && !m.icmp_error);
         let f = self.tables.fast_entry(port, target)?;
         let inner_len = m.inner_len;
+        // Also the test of an entry the fast path does not serve
+        // (FastV4::NONE: max_inner 0).
         if inner_len > f.max_inner {
             return None;
         }
-        let mut eth = f.eth;
-        if f.resolve != FastV4::STATIC {
-            eth[..6].copy_from_slice(&self.neighbors.fresh(f.resolve as usize, now)?);
-        }
-        let outer = f.outer;
+        let resolved = if f.resolve != FastV4::STATIC {
+            Some(self.neighbors.fresh(f.resolve as usize, now)?)
+        } else {
+            None
+        };
         // Counter::FlowTableHits and Counter::Forwarded: the burst loop
         // counts them for every `Some(Verdict::Tx)`, once per burst.
         // Ethernet padding is not part of the packet.
@@ -130,8 +145,10 @@ impl Pipeline {
             self.counters.inc(Counter::FlowTableHits);
             return Some(Verdict::Drop(Counter::DropNoBufferRoom));
         };
-        let (eth_out, ip_out) = hdr.split_at_mut(14);
-        eth_out.copy_from_slice(&eth);
+        *hdr = f.hdr;
+        if let Some(mac) = resolved {
+            hdr[..6].copy_from_slice(&mac);
+        }
         let df = m.df;
         let id = if df {
             0
@@ -139,15 +156,14 @@ impl Pipeline {
             self.ident = self.ident.wrapping_add(1);
             self.ident
         };
-        if let Ok(ip_out) = <&mut [u8; OVERHEAD_V4]>::try_from(ip_out) {
-            encap::write_outer_v4(
+        if let Some(ip_out) = hdr.last_chunk_mut::<OVERHEAD_V4>() {
+            encap::write_outer_v4_varying(
                 ip_out,
-                &outer,
+                f.sum,
                 m.dscp_ecn,
                 (OVERHEAD_V4 as u32 + inner_len) as u16,
                 id,
                 df,
-                encap::GRE_PROTO_IPV4,
                 cksum_offload,
             );
         }

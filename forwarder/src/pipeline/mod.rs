@@ -27,6 +27,8 @@ mod encap;
 mod fast;
 mod reply;
 
+pub use fast::fast_header_v4;
+
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -135,6 +137,10 @@ const _: () = assert!(core::mem::size_of::<FlowMeta>() <= 24);
 #[derive(Clone, Copy, Debug)]
 enum Pass1 {
     Done(Verdict),
+    /// A packet of the fast path's kind ([`fast::classify_v4`]: untagged
+    /// IPv4, no options, TCP or UDP, not an ICMP error): pass 2 may take
+    /// [`Pipeline::forward_fast`] without asking again.
+    Fast(FlowMeta),
     Flow(FlowMeta),
 }
 
@@ -200,7 +206,7 @@ impl Pipeline {
             // rx holds at most MAX_BURST frames.
             if let Some(m) = fast::classify_v4(&self.tables, buf.data()) {
                 self.flows.prefetch(m.hash);
-                let _ = pass1.try_push(Pass1::Flow(m));
+                let _ = pass1.try_push(Pass1::Fast(m));
             } else {
                 let p = self.classify(port, buf, now);
                 if let Pass1::Flow(m) = &p {
@@ -219,7 +225,8 @@ impl Pipeline {
         for (mut buf, p) in rx.drain(..).zip(pass1.iter()) {
             let verdict = match p {
                 Pass1::Done(v) => *v,
-                Pass1::Flow(m) => {
+                Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
+                Pass1::Fast(m) => {
                     let found = self.flows.lookup(m.hash, now);
                     let fast = match found {
                         Some(t) if !m.syn => self.forward_fast(port, &mut buf, m, t, now),
@@ -257,7 +264,7 @@ impl Pipeline {
         self.counters.add(Counter::RxBytes, buf.len() as u64);
         let verdict = match self.classify(port, buf, now) {
             Pass1::Done(v) => v,
-            Pass1::Flow(m) => self.forward(port, buf, &m, now),
+            Pass1::Flow(m) | Pass1::Fast(m) => self.forward(port, buf, &m, now),
         };
         match verdict {
             Verdict::Host(c) | Verdict::Drop(c) => self.counters.inc(c),
