@@ -12,7 +12,8 @@
 //! writes the outer headers into the headroom and over the first 14 bytes
 //! (the inner Ethernet header), so the harness's queue wrapper
 //! ([`Reframe`]) rewrites, on receive, the Ethernet header and the flow's
-//! identity (source address and port, chosen at random among `flows`):
+//! identity (source address and port: a walk over `flows` flows that
+//! visits each once per `flows` frames, in a scattered order):
 //! 22 bytes per frame, **inside** the timed loop — vipa pays for its own
 //! traffic generator, as if a NIC had written the frame.
 //!
@@ -202,18 +203,26 @@ pub struct Reframe {
     inner: DpdkQueue,
     eth: [u8; 14],
     flows: u32,
-    rng: u64,
+    /// The next frame's flow.
+    next: u32,
+    /// What `next` advances by (mod `flows`): coprime with `flows`.
+    stride: u32,
+    /// 198.18.0.0: the sources' network.
+    src_net: u32,
 }
 
 impl Reframe {
     fn new(inner: DpdkQueue, template: &[u8], flows: u32, seed: u64) -> Self {
         let mut eth = [0u8; 14];
         eth.copy_from_slice(&template[..14]);
+        let flows = flows.max(1);
         Reframe {
             inner,
             eth,
-            flows: flows.max(1),
-            rng: seed | 1,
+            flows,
+            next: (seed % u64::from(flows)) as u32,
+            stride: walk_stride(flows),
+            src_net: u32::from(Ipv4Addr::new(198, 18, 0, 0)),
         }
     }
 }
@@ -226,14 +235,11 @@ impl PortQueue for Reframe {
         let start = out.len();
         let n = self.inner.rx_burst(out, max);
         for m in &mut out[start..] {
-            // xorshift64*
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            // A uniform flow in 0..flows by multiply-and-shift (Lemire's
-            // range reduction): no division instruction per frame.
-            let flow = (((r >> 32) * u64::from(self.flows)) >> 32) as u32;
+            let flow = self.next;
+            self.next += self.stride;
+            if self.next >= self.flows {
+                self.next -= self.flows;
+            }
             let d = m.data_mut();
             if d.len() >= 36 {
                 d[..14].copy_from_slice(&self.eth);
@@ -241,9 +247,10 @@ impl PortQueue for Reframe {
                 // is written whole, as the pipeline reads it: a 4-byte read
                 // over a narrower fresh store would stall on store-to-load
                 // forwarding, a cost of this generator, not of a NIC's DMA.
-                let host = (flow / 60_000) as u16;
-                let h = host.to_be_bytes();
-                d[26..30].copy_from_slice(&[198, 18, h[0], h[1]]);
+                // (The network is a field, not a constant: with constant
+                // high bytes the compiler splits the write in two 2-byte
+                // stores, and the pipeline's 4-byte read stalls.)
+                d[26..30].copy_from_slice(&(self.src_net | (flow / 60_000)).to_be_bytes());
                 d[34..36].copy_from_slice(&(1024 + (flow % 60_000) as u16).to_be_bytes());
             }
         }
@@ -269,6 +276,26 @@ impl PortQueue for Reframe {
     fn link_up(&self) -> bool {
         self.inner.link_up()
     }
+}
+
+/// The step of the generator's walk over `flows` flows: coprime with
+/// `flows`, so that the walk visits every flow once per `flows` frames,
+/// and near `flows` / φ, so that consecutive frames are far apart in the
+/// flow space (the flow table's hash scatters them in any case).
+fn walk_stride(flows: u32) -> u32 {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let flows = flows.max(1);
+    let mut s = ((f64::from(flows) * 0.618_034) as u32).max(1);
+    while gcd(s, flows) != 1 {
+        s += 1;
+    }
+    s % flows
 }
 
 /// Both ports' vdev arguments (the same for vipa and testpmd).

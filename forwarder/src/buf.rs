@@ -40,6 +40,18 @@ pub trait PacketBuffer {
         self.truncate(len);
         self.prepend(front)
     }
+    /// [`PacketBuffer::reframe`], then the frame's first `N` bytes to
+    /// write the new headers into: `None` when the headroom is too small
+    /// or the frame is then shorter than `N` (the frame left as `reframe`
+    /// left it). What the fast path's encapsulation does per packet, in one
+    /// call, so that a backend can do it without asking twice.
+    #[inline]
+    fn reframe_head<const N: usize>(&mut self, front: usize, len: usize) -> Option<&mut [u8; N]> {
+        if !self.reframe(front, len) {
+            return None;
+        }
+        self.data_mut().first_chunk_mut::<N>()
+    }
     /// Asks for the IPv4 header checksum of this frame to be computed on
     /// transmission, by the device: the header starts `l2_len` bytes into
     /// the frame and is `l3_len` bytes long. `true` when the device will do

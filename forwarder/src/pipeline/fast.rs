@@ -135,13 +135,12 @@ impl Pipeline {
         // Counter::FlowTableHits and Counter::Forwarded: the burst loop
         // counts them for every `Some(Verdict::Tx)`, once per burst.
         // Ethernet padding is not part of the packet.
-        if !buf.reframe(OVERHEAD_V4, 14 + inner_len as usize) {
-            self.counters.inc(Counter::FlowTableHits);
-            return Some(Verdict::Drop(Counter::DropNoBufferRoom));
-        }
         let cksum_offload = buf.offload_ipv4_checksum(14, ipv4::HEADER_LEN);
-        let Some(hdr) = buf.data_mut().first_chunk_mut::<{ 14 + OVERHEAD_V4 }>() else {
-            // Never: the frame now holds the outer headers and more.
+        // The frame then holds the outer headers and more: only the
+        // headroom can be missing.
+        let Some(hdr) =
+            buf.reframe_head::<{ 14 + OVERHEAD_V4 }>(OVERHEAD_V4, 14 + inner_len as usize)
+        else {
             self.counters.inc(Counter::FlowTableHits);
             return Some(Verdict::Drop(Counter::DropNoBufferRoom));
         };

@@ -544,6 +544,32 @@ impl PacketBuffer for Mbuf {
         grown
     }
 
+    /// The common case (one segment, enough headroom, `len` within the
+    /// frame) with the mbuf's fields read once; anything else as the
+    /// trait's default.
+    #[inline]
+    fn reframe_head<const N: usize>(&mut self, front: usize, len: usize) -> Option<&mut [u8; N]> {
+        // SAFETY: the mbuf is exclusively ours (&mut self).
+        let m = unsafe { self.0.as_mut() };
+        let (off, data_len) = (usize::from(m.data_off), usize::from(m.data_len));
+        if m.nb_segs == 1 && front <= off && len <= data_len && front + len >= N {
+            // front + len ≤ data_off + data_len ≤ buf_len, a u16.
+            let off = off - front;
+            m.data_off = off as u16;
+            m.data_len = (front + len) as u16;
+            m.pkt_len = (front + len) as u32;
+            // SAFETY: buf_addr + off .. + front + len (≥ N bytes) lies
+            // inside the mbuf's buffer (the DPDK invariant data_off +
+            // data_len ≤ buf_len, kept above); &mut self makes the borrow
+            // exclusive.
+            return Some(unsafe { &mut *m.buf_addr.cast::<u8>().add(off).cast::<[u8; N]>() });
+        }
+        if !self.reframe(front, len) {
+            return None;
+        }
+        self.data_mut().first_chunk_mut::<N>()
+    }
+
     #[inline]
     fn len(&self) -> usize {
         usize::from(self.raw().data_len)
@@ -1039,32 +1065,50 @@ impl PortQueue for DpdkQueue {
         if want == 0 {
             return 0;
         }
-        let mut raw = [ptr::null_mut::<sys::rte_mbuf>(); MAX_BURST];
-        // SAFETY: the queue is set up and owned by this thread; raw has room
-        // for want (≤ MAX_BURST) pointers.
+        let start = out.len();
+        // The driver writes the mbuf pointers straight into the burst's
+        // free room (no intermediate array, no copy).
+        // SAFETY: Mbuf is repr(transparent) over NonNull<rte_mbuf>, so the
+        // room after `start` is room for `want` (≤ remaining capacity)
+        // mbuf pointers; the queue is set up and owned by this thread.
         let n = unsafe {
-            sys::rte_eth_rx_burst(self.port_id, self.queue_id, raw.as_mut_ptr(), want as u16)
+            sys::rte_eth_rx_burst(
+                self.port_id,
+                self.queue_id,
+                out.as_mut_ptr().add(start).cast::<*mut sys::rte_mbuf>(),
+                want as u16,
+            )
         };
-        let mut got = 0;
-        for &m in &raw[..usize::from(n).min(want)] {
-            // SAFETY: the driver returned n valid mbufs and hands them over.
-            let Some(mut m) = (unsafe { Mbuf::from_raw(m) }) else {
-                continue;
-            };
-            if m.segments() != 1 {
-                self.dropped_multiseg += 1;
-                continue;
-            }
+        let n = usize::from(n).min(want);
+        // SAFETY: the driver returned n valid, non-null mbufs in those
+        // slots and hands them over: the first start + n elements are
+        // initialised Mbufs, each owned once.
+        unsafe { out.set_len(start + n) };
+        let mut multiseg = false;
+        for m in &mut out[start..] {
+            // SAFETY: the mbuf is exclusively ours now.
+            let raw = unsafe { m.0.as_mut() };
+            multiseg |= raw.nb_segs != 1;
             // The input port, which the frame leaves by: what
             // offload_ipv4_checksum asks about. Most drivers set it, not
             // all (net_ring does not); a store into the cache line just
             // read for nb_segs.
-            // SAFETY: the mbuf is exclusively ours now.
-            unsafe { m.0.as_mut() }.port = self.port_id;
-            out.push(m);
-            got += 1;
+            raw.port = self.port_id;
         }
-        got
+        if multiseg {
+            // Rare (see the module docs): freed here, the rest kept in order.
+            let before = out.len();
+            let mut i = start;
+            while i < out.len() {
+                if out[i].segments() != 1 {
+                    drop(out.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            self.dropped_multiseg += (before - out.len()) as u64;
+        }
+        out.len() - start
     }
 
     #[inline]
