@@ -31,8 +31,8 @@ enum Command {
     /// (netlink sock_diag), listens for the routing nodes on
     /// ADDRESS:cluster.port (TCP), and reports to whichever node owns each
     /// VIPA with the newest epoch, following it across takeovers. The
-    /// configuration is the routing nodes' (or one with the same [cluster]
-    /// and [[vipa]] sections). With --decap, also decapsulates GRE from
+    /// configuration is the routing nodes' (or one with the same `[cluster]`
+    /// and `[[vipa]]` sections). With --decap, also decapsulates GRE from
     /// IFACE into a TUN device (see `vipa-agent decap --help`). Logs go to
     /// stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more or less.
     ///

@@ -324,7 +324,7 @@ pub enum What {
     },
     /// Every target of one VIPA:port.
     Port {
-        /// The VIPA and port, e.g. 192.0.2.10:443 or [2001:db8::10]:443.
+        /// The VIPA and port, e.g. `192.0.2.10:443` or `[2001:db8::10]:443`.
         #[arg(value_name = "VIPA:PORT")]
         vipa_port: SocketAddr,
         /// The protocol.

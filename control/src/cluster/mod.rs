@@ -9,7 +9,7 @@
 //! # The protocol in a page
 //!
 //! - **Epochs.** Every ownership claim of a VIPA carries a new
-//!   [`Epoch`](vipa_proto::ctl::Epoch): the highest term the claimant
+//!   [`Epoch`]: the highest term the claimant
 //!   knows plus one, and its rank. Whoever knows a higher epoch ignores
 //!   the lower one and answers [`Stale`](vipa_proto::ctl::Stale); an owner
 //!   that learns a higher epoch steps down at once.

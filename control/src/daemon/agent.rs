@@ -10,7 +10,7 @@
 //! owner at its `[[cluster.node]].address`.
 //!
 //! With `--decap IFACE` the user-space GRE decapsulator
-//! ([`decap`](crate::agent::decap)) runs on another thread of the same
+//! ([`decap`]) runs on another thread of the same
 //! process.
 
 use std::net::{IpAddr, SocketAddr};

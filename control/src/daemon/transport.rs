@@ -9,7 +9,7 @@
 //!   its listener ([`serve`]). No pairing of streams, no race between two
 //!   peers dialing each other at once.
 //! - **Hello first.** The first frame on a stream is a
-//!   [`Hello`](vipa_proto::ctl::Hello) naming the sender; the listener
+//!   [`Hello`] naming the sender; the listener
 //!   checks it against the configuration and then hands every frame to the
 //!   state machine as coming from that peer. A stream that starts with
 //!   anything else, sends bytes that are not a frame, or speaks another

@@ -87,7 +87,11 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
 /// encapsulating an untagged IPv4 packet as [`encap::encapsulate`] writes
 /// them, with the per-packet fields ([`encap::write_outer_v4_varying`]'s)
 /// zero.
-pub fn fast_header_v4(dst: [u8; 6], src: [u8; 6], outer: &OuterV4) -> [u8; 14 + OVERHEAD_V4] {
+pub(crate) fn fast_header_v4(
+    dst: [u8; 6],
+    src: [u8; 6],
+    outer: &OuterV4,
+) -> [u8; 14 + OVERHEAD_V4] {
     let mut hdr = [0u8; 14 + OVERHEAD_V4];
     hdr[..6].copy_from_slice(&dst);
     hdr[6..12].copy_from_slice(&src);

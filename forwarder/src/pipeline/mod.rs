@@ -27,7 +27,7 @@ mod encap;
 mod fast;
 mod reply;
 
-pub use fast::fast_header_v4;
+pub(crate) use fast::fast_header_v4;
 
 use std::sync::Arc;
 

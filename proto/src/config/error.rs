@@ -399,7 +399,7 @@ pub enum Problem {
     RankedTwice {
         /// The node.
         name: String,
-        /// "the owner" or "backups[N]".
+        /// "the owner" or `"backups[N]"`.
         first: String,
     },
     /// A candidate that is not one of the VIPA's targets.
