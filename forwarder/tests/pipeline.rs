@@ -274,13 +274,7 @@ fn packets_and_bytes_are_counted_per_service_and_target() {
     let out = send(&mut w, 0, &frame);
     expect(&out, dns, ip_packet(&frame).len());
     // An ICMP error about the 443 flow counts for tcp/443.
-    let reply = builder().tcp(v4(VIPA4), v4(CLIENT4), 443, 40001, flags::ACK, &[0; 1400]);
-    let err = builder().icmpv4_frag_needed(
-        Ipv4Addr::new(203, 0, 113, 1),
-        VIPA4,
-        1400,
-        &ip_packet(&reply)[..28],
-    );
+    let err = frag_needed_about_reply(40001);
     let out = send(&mut w, 0, &err);
     expect(&out, https, ip_packet(&err).len());
 
@@ -308,6 +302,26 @@ fn packets_and_bytes_are_counted_per_service_and_target() {
     assert!((0..6).all(|t| c.service_target(other, t) == [0, 0]));
 }
 
+/// A router's "fragmentation needed" (MTU 1400) about a 1400-byte reply
+/// from VIPA:443 to the client's `client_port`: an ICMP error about the
+/// flow client:client_port → VIPA:443.
+fn frag_needed_about_reply(client_port: u16) -> Vec<u8> {
+    let reply = builder().tcp(
+        v4(VIPA4),
+        v4(CLIENT4),
+        443,
+        client_port,
+        flags::ACK,
+        &[0; 1400],
+    );
+    builder().icmpv4_frag_needed(
+        Ipv4Addr::new(203, 0, 113, 1),
+        VIPA4,
+        1400,
+        &ip_packet(&reply)[..28],
+    )
+}
+
 #[test]
 fn icmp_error_about_a_flow_goes_to_the_flows_target() {
     let mut w = worker();
@@ -316,13 +330,7 @@ fn icmp_error_about_a_flow_goes_to_the_flows_target() {
     let (_, ip) = outer_v4(&first.tx[0]);
     let target = ip.dst_addr();
     // The target's reply (VIPA:443 → client) was too big somewhere.
-    let reply = builder().tcp(v4(VIPA4), v4(CLIENT4), 443, 40000, flags::ACK, &[0; 1400]);
-    let err = builder().icmpv4_frag_needed(
-        Ipv4Addr::new(203, 0, 113, 1),
-        VIPA4,
-        1400,
-        &ip_packet(&reply)[..28],
-    );
+    let err = frag_needed_about_reply(40000);
     let out = send(&mut w, 0, &err);
     assert_eq!(out.tx.len(), 1);
     let (_, eip) = outer_v4(&out.tx[0]);
