@@ -590,6 +590,15 @@ impl Tables {
             .is_some_and(|t| t.state != TargetState::Down)
     }
 
+    /// True when `target` is an IPv6 address (its packets get an outer
+    /// IPv6 header).
+    #[inline]
+    pub fn target_is_v6(&self, target: u32) -> bool {
+        self.targets
+            .get(target as usize)
+            .is_some_and(|t| t.address.is_ipv6())
+    }
+
     /// The target the CRT names for this connection, if any.
     #[inline]
     pub fn crt_lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {

@@ -11,6 +11,7 @@ use vipa_forwarder::counters::Counter;
 use vipa_forwarder::pipeline::{Outputs, Pipeline};
 use vipa_forwarder::port::Burst;
 use vipa_proto::build::ip_packet;
+use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::{
     arp, ethernet, gre, icmpv4, icmpv6, ipv4, ipv6, tcp::flags, EtherType, EthernetAddress,
 };
@@ -344,6 +345,53 @@ fn icmp_error_about_a_flow_goes_to_the_flows_target() {
         w.counters().get(Counter::FlowsCreated),
         1,
         "an error is not a flow"
+    );
+    // Found in the flow table: the quoted flow's signature is the flow's.
+    assert_eq!(w.counters().get(Counter::FlowTableHits), 1);
+    assert_eq!(
+        w.counters().get(Counter::MaglevLookups),
+        1,
+        "the SYN's only"
+    );
+}
+
+#[test]
+fn icmpv6_error_about_a_flow_goes_to_the_flows_target_with_its_flow_label() {
+    let mut w = worker();
+    let syn = builder().tcp(v6(client6()), v6(vipa6()), 40000, 80, flags::SYN, &[]);
+    let first = send(&mut w, 0, &syn);
+    let ip = ipv6::Packet::new_checked(&first.tx[0][14..]).unwrap();
+    let (target, label) = (ip.dst_addr(), ip.flow_label());
+    // The outer flow label is the cluster's flow hash, the same on every
+    // node (not the worker's keyed flow-table signature).
+    let hash = FlowKey::v6(client6().octets(), vipa6().octets(), 6, 40000, 80).hash();
+    assert_eq!(label, (hash & 0xF_FFFF) as u32);
+    // The target's reply (VIPA:80 → client) was too big somewhere.
+    let reply = builder().tcp(
+        v6(vipa6()),
+        v6(client6()),
+        80,
+        40000,
+        flags::ACK,
+        &[0; 1400],
+    );
+    let err = builder().icmpv6_packet_too_big(
+        "2001:db8:ff::1".parse().unwrap(),
+        vipa6(),
+        1400,
+        &ip_packet(&reply)[..48],
+    );
+    let out = send(&mut w, 0, &err);
+    assert_eq!(out.tx.len(), 1);
+    let eip = ipv6::Packet::new_checked(&out.tx[0][14..]).unwrap();
+    assert_eq!(eip.dst_addr(), target);
+    assert_eq!(eip.flow_label(), label, "the flow's flow label");
+    assert_eq!(w.counters().get(Counter::IcmpErrorsForwarded), 1);
+    assert_eq!(w.counters().get(Counter::FlowTableHits), 1);
+    assert_eq!(
+        w.counters().get(Counter::MaglevLookups),
+        1,
+        "the SYN's only"
     );
 }
 

@@ -5,7 +5,9 @@
 //! takes over maps a non-SYN packet of a connection it never saw to the same
 //! target the owner chose. It is therefore a fixed, documented function of the
 //! key's bytes — never `std`'s `DefaultHasher`, which may change between Rust
-//! releases — and it is cheap, because it runs once per packet.
+//! releases. The forwarder computes it for a flow its flow table does not
+//! know and for the outer IPv6 flow label; its flow table itself uses a
+//! cheaper signature with a random key of its own (`vipa_forwarder::flow`).
 //!
 //! # The hash
 //!

@@ -27,13 +27,13 @@
 //! * protocol 6 or 17; the destination a VIPA, the destination port one of
 //!   its services.
 
-use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::ipv4;
 
 use super::encap;
 use super::{FlowMeta, Pipeline, Verdict, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::buf::PacketBuffer;
 use crate::counters::Counter;
+use crate::flow::FlowTable;
 use crate::tables::{FastV4, OuterV4, Tables, OVERHEAD_V4};
 
 /// Bytes the fast path reads: Ethernet (14) + IPv4 without options (20) +
@@ -43,7 +43,7 @@ const PREFIX: usize = 14 + 20 + 4;
 /// The flow facts of an ordinary IPv4 TCP/UDP packet to a VIPA service,
 /// `None` for anything else (see the module docs).
 #[inline(always)]
-pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
+pub(super) fn classify_v4(tables: &Tables, flows: &FlowTable, data: &[u8]) -> Option<FlowMeta> {
     let h: &[u8; PREFIX] = data.get(..PREFIX)?.try_into().ok()?;
     let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
     if be16(12) != 0x0800 || h[14] != 0x45 {
@@ -66,7 +66,7 @@ pub(super) fn classify_v4(tables: &Tables, data: &[u8]) -> Option<FlowMeta> {
     let slot = tables.vipas[usize::from(vipa)].service_slot(proto, dport)?;
     let src = [h[26], h[27], h[28], h[29]];
     Some(FlowMeta {
-        hash: FlowKey::hash_v4(src, dst, proto, be16(34), dport),
+        sig: flows.signature_v4(src, dst, proto, be16(34), dport),
         vipa,
         slot,
         l2_len: 14,

@@ -5,8 +5,8 @@
 //! 1. **classify** every frame: Ethernet (one 802.1Q tag) → ARP / IPv4 /
 //!    IPv6; answer what the node answers itself (ARP, neighbour solicitation,
 //!    echo) in place; hand non-VIPA traffic to the host; drop what is not
-//!    served; and for a VIPA flow compute its key hash and *prefetch* its
-//!    flow-table bucket;
+//!    served; and for a VIPA flow compute its flow-table signature and
+//!    *prefetch* its bucket;
 //! 2. **forward** the flows: by then the buckets are in cache; look the flow
 //!    up (flow table, then the snapshot's CRT, then Maglev), check the MTU
 //!    and encapsulate in GRE.
@@ -91,7 +91,11 @@ pub enum Verdict {
 /// from the packet then.
 #[derive(Clone, Copy, Debug)]
 struct FlowMeta {
-    hash: u64,
+    /// The flow's signature in this worker's flow table
+    /// ([`FlowTable::signature_v4`]), not the cluster's flow hash: that one
+    /// is computed from the packet again where it is needed
+    /// ([`flow_hash`]).
+    sig: u64,
     vipa: u16,
     /// The service's slot ([`Vipa::service_slot`]): what its packets and
     /// bytes are counted by, per target.
@@ -204,13 +208,13 @@ impl Pipeline {
             // would go through a temporary on the stack, written piecewise
             // and read back whole at once, which stalls store forwarding.
             // rx holds at most MAX_BURST frames.
-            if let Some(m) = fast::classify_v4(&self.tables, buf.data()) {
-                self.flows.prefetch(m.hash);
+            if let Some(m) = fast::classify_v4(&self.tables, &self.flows, buf.data()) {
+                self.flows.prefetch(m.sig);
                 let _ = pass1.try_push(Pass1::Fast(m));
             } else {
                 let p = self.classify(port, buf, now);
                 if let Pass1::Flow(m) = &p {
-                    self.flows.prefetch(m.hash);
+                    self.flows.prefetch(m.sig);
                 }
                 let _ = pass1.try_push(p);
             }
@@ -227,7 +231,7 @@ impl Pipeline {
                 Pass1::Done(v) => *v,
                 Pass1::Flow(m) => self.forward(port, &mut buf, m, now),
                 Pass1::Fast(m) => {
-                    let found = self.flows.lookup(m.hash, now);
+                    let found = self.flows.lookup(m.sig, now);
                     let fast = match found {
                         Some(t) if !m.syn => self.forward_fast(port, &mut buf, m, t, now),
                         _ => None,
@@ -345,9 +349,9 @@ impl Pipeline {
                 else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 };
-                let hash = FlowKey::hash_v4(src, dst, proto, sport, dport);
+                let sig = self.flows.signature_v4(src, dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
-                    hash,
+                    sig,
                     vipa,
                     slot: service,
                     l2_len: l2_len as u8,
@@ -379,9 +383,9 @@ impl Pipeline {
                         },
                     ) {
                         Some((qproto, client, cport, vport, service)) => {
-                            let hash = FlowKey::hash_v4(client, dst, qproto, cport, vport);
+                            let sig = self.flows.signature_v4(client, dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
-                                hash,
+                                sig,
                                 vipa,
                                 slot: service,
                                 l2_len: l2_len as u8,
@@ -455,9 +459,9 @@ impl Pipeline {
                 else {
                     return Pass1::Done(Verdict::Drop(Counter::DropNotAService));
                 };
-                let hash = FlowKey::hash_v6(&src, &dst, proto, sport, dport);
+                let sig = self.flows.signature_v6(&src, &dst, proto, sport, dport);
                 Pass1::Flow(FlowMeta {
-                    hash,
+                    sig,
                     vipa,
                     slot: service,
                     l2_len: l2_len as u8,
@@ -489,9 +493,9 @@ impl Pipeline {
                         },
                     ) {
                         Some((qproto, client, cport, vport, service)) => {
-                            let hash = FlowKey::hash_v6(&client, &dst, qproto, cport, vport);
+                            let sig = self.flows.signature_v6(&client, &dst, qproto, cport, vport);
                             Pass1::Flow(FlowMeta {
-                                hash,
+                                sig,
                                 vipa,
                                 slot: service,
                                 l2_len: l2_len as u8,
@@ -523,7 +527,7 @@ impl Pipeline {
         m: &FlowMeta,
         now: u32,
     ) -> Verdict {
-        let found = self.flows.lookup(m.hash, now);
+        let found = self.flows.lookup(m.sig, now);
         self.forward_found(port, buf, m, now, found)
     }
 
@@ -570,6 +574,14 @@ impl Pipeline {
                 Lookup::Pending => return Verdict::Drop(Counter::DropNeighborUnresolved),
             },
         };
+        // The outer IPv6 header's flow label comes from the cluster's flow
+        // hash (the same on every node, so a takeover keeps the flow on its
+        // underlay path); an IPv4 outer header does not need it.
+        let hash = if self.tables.target_is_v6(target) {
+            flow_hash(buf.data(), m).unwrap_or(0)
+        } else {
+            0
+        };
         let verdict = encap::encapsulate(
             &self.tables,
             port,
@@ -580,7 +592,7 @@ impl Pipeline {
             target,
             m.slot,
             dst_mac,
-            m.hash,
+            hash,
             &mut self.ident,
             &mut self.counters,
         );
@@ -622,11 +634,15 @@ impl Pipeline {
     /// one (for a SYN: one that takes new connections), else the Maglev
     /// table's. Records the flow
     /// (unless `m` is an ICMP error) and reports Maglev-made flows.
-    /// `data` is the frame as pass 1 saw it (the flow's key is read from it
-    /// again, only when the CRT or the new-flow events need it).
+    /// `data` is the frame as pass 1 saw it: the cluster's flow hash is
+    /// computed from it (pass 1 computed only the flow-table signature),
+    /// and the flow's key is read from it again when the CRT or the
+    /// new-flow events need it.
     #[inline(never)]
     fn lookup_new(&mut self, m: &FlowMeta, data: &[u8], now: u32) -> Option<u32> {
         let vipa = &self.tables.vipas[m.vipa as usize];
+        // Pass 1 parsed the same headers the same way: they are there.
+        let hash = flow_hash(data, m)?;
         // The key is read again only when something needs it: the CRT, the
         // new-flow events, or a VIPA whose services use different Maglev
         // tables (targets ready for some of its services only).
@@ -635,7 +651,7 @@ impl Pipeline {
             || !vipa.one_table();
         let key = if want_key { flow_key(data, m) } else { None };
         let crt = match &key {
-            Some(key) => self.tables.crt_lookup(key, m.hash),
+            Some(key) => self.tables.crt_lookup(key, hash),
             None => None,
         };
         let (t, from_crt) = match crt {
@@ -645,13 +661,13 @@ impl Pipeline {
             }
             _ => {
                 let (protocol, port) = key.as_ref().map_or((0, 0), |k| (k.protocol, k.dst_port));
-                let t = vipa.maglev_target(protocol, port, m.hash)?;
+                let t = vipa.maglev_target(protocol, port, hash)?;
                 self.counters.inc(Counter::MaglevLookups);
                 (t, false)
             }
         };
         if !m.icmp_error {
-            if self.flows.insert(m.hash, t, now) == Inserted::Evicted {
+            if self.flows.insert(m.sig, t, now) == Inserted::Evicted {
                 self.counters.inc(Counter::FlowsEvicted);
             }
             self.counters.inc(Counter::FlowsCreated);
@@ -801,6 +817,33 @@ fn flow_key(data: &[u8], m: &FlowMeta) -> Option<FlowKey> {
             let (sport, dport) = ports(proto, ip.payload())?;
             Some(FlowKey::v4(src, dst, proto, sport, dport))
         }
+    }
+}
+
+/// The cluster's flow hash ([`FlowKey::hash`]) of `m`'s flow, from the
+/// packet's headers (pass 1 made sure they are there): from the header
+/// fields in registers, without building the key (see
+/// [`FlowKey::hash_v4`]), except for an ICMP error, whose flow is the one
+/// its quote names.
+fn flow_hash(data: &[u8], m: &FlowMeta) -> Option<u64> {
+    if m.icmp_error {
+        return flow_key(data, m).map(|k| k.hash());
+    }
+    let l3 = data.get(m.l2_len as usize..)?;
+    if m.v6 {
+        let ip = ipv6::Packet::new_checked(l3).ok()?;
+        let proto = ip.next_header();
+        let (sport, dport) = ports(proto, ip.payload())?;
+        let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
+        Some(FlowKey::hash_v6(&src, &dst, proto, sport, dport))
+    } else {
+        // Pass 1 took only IPv4 headers without options (20 bytes) with the
+        // ports after them: the fields are at fixed offsets.
+        let h: &[u8; 24] = l3.get(..24)?.try_into().ok()?;
+        let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        let src = [h[12], h[13], h[14], h[15]];
+        let dst = [h[16], h[17], h[18], h[19]];
+        Some(FlowKey::hash_v4(src, dst, h[9], be16(20), be16(22)))
     }
 }
 
