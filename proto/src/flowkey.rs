@@ -143,24 +143,26 @@ impl FlowKey {
         src_port: u16,
         dst_port: u16,
     ) -> u64 {
-        let half = |a: &[u8; 16], i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&a[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        hash_words([
-            half(src, 0),
-            half(src, 1),
-            half(dst, 0),
-            half(dst, 1),
-            ports_word(protocol, src_port, dst_port),
-        ])
+        let ([s0, s1], [d0, d1]) = (address_words(src), address_words(dst));
+        hash_words([s0, s1, d0, d1, ports_word(protocol, src_port, dst_port)])
     }
 }
 
-/// Word 4 of the hash input.
+/// A 16-byte address as two little-endian words (words 0–1 or 2–3 of the
+/// hash input).
 #[inline(always)]
-fn ports_word(protocol: u8, src_port: u16, dst_port: u16) -> u64 {
+pub fn address_words(a: &[u8; 16]) -> [u64; 2] {
+    let half = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&a[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    [half(0), half(1)]
+}
+
+/// Word 4 of the hash input: the ports and the protocol in one word.
+#[inline(always)]
+pub fn ports_word(protocol: u8, src_port: u16, dst_port: u16) -> u64 {
     u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(protocol) << 32
 }
 

@@ -32,6 +32,8 @@
 //!   it decides something: a flow the table does not know (CRT, Maglev) and
 //!   the IPv6 flow label of the outer header.
 
+use vipa_proto::flowkey::{address_words, ports_word};
+
 /// Entries per bucket.
 pub const WAYS: usize = 4;
 
@@ -151,13 +153,8 @@ impl FlowTable {
         dst_port: u16,
     ) -> u64 {
         let k = &self.key;
-        let half = |a: &[u8; 16], i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&a[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        let t = folded_multiply(half(src, 0) ^ k[0], half(src, 1) ^ k[1])
-            ^ folded_multiply(half(dst, 0) ^ k[2], half(dst, 1) ^ k[3]);
+        let ([s0, s1], [d0, d1]) = (address_words(src), address_words(dst));
+        let t = folded_multiply(s0 ^ k[0], s1 ^ k[1]) ^ folded_multiply(d0 ^ k[2], d1 ^ k[3]);
         let rest = ports_word(protocol, src_port, dst_port);
         folded_multiply(t ^ rest ^ k[4], k[5] | 1)
     }
@@ -260,13 +257,6 @@ impl FlowTable {
     }
 }
 
-/// The 5-tuple's ports and protocol in one word, as the cluster hash has
-/// them.
-#[inline(always)]
-fn ports_word(protocol: u8, src_port: u16, dst_port: u16) -> u64 {
-    u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(protocol) << 32
-}
-
 #[inline(always)]
 fn prefetch_read(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -359,33 +349,19 @@ mod tests {
         let b = FlowTable::with_key(1024, 10, key);
         let sig = |t: &FlowTable| t.signature_v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 80);
         assert_eq!(sig(&a), sig(&b), "same key, same signature");
-        // Each field matters.
+        // Each field matters, and source and destination are not
+        // interchangeable.
         let base = sig(&a);
-        assert_ne!(
-            a.signature_v4([198, 51, 100, 8], [192, 0, 2, 10], 6, 40000, 80),
-            base
-        );
-        assert_ne!(
-            a.signature_v4([198, 51, 100, 7], [192, 0, 2, 11], 6, 40000, 80),
-            base
-        );
-        assert_ne!(
-            a.signature_v4([198, 51, 100, 7], [192, 0, 2, 10], 17, 40000, 80),
-            base
-        );
-        assert_ne!(
-            a.signature_v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40001, 80),
-            base
-        );
-        assert_ne!(
-            a.signature_v4([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 81),
-            base
-        );
-        // Source and destination are not interchangeable.
-        assert_ne!(
-            a.signature_v4([192, 0, 2, 10], [198, 51, 100, 7], 6, 80, 40000),
-            base
-        );
+        for (src, dst, proto, sport, dport) in [
+            ([198, 51, 100, 8], [192, 0, 2, 10], 6, 40000, 80),
+            ([198, 51, 100, 7], [192, 0, 2, 11], 6, 40000, 80),
+            ([198, 51, 100, 7], [192, 0, 2, 10], 17, 40000, 80),
+            ([198, 51, 100, 7], [192, 0, 2, 10], 6, 40001, 80),
+            ([198, 51, 100, 7], [192, 0, 2, 10], 6, 40000, 81),
+            ([192, 0, 2, 10], [198, 51, 100, 7], 6, 80, 40000),
+        ] {
+            assert_ne!(a.signature_v4(src, dst, proto, sport, dport), base);
+        }
         let v6 = |t: &FlowTable, last: u8| {
             let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
             src[15] = last;
