@@ -4,9 +4,11 @@
 //! They are built from the node's configuration and a snapshot — the
 //! control plane's ([`crate::snapshot`]), or the configuration's own
 //! equivalent — and are immutable afterwards, so every worker reads them
-//! without locks; a new generation is a new `Tables`. Lookups the packet path makes are linear scans over
-//! short arrays (a node owns a handful of VIPAs with a handful of services)
-//! or one index into a Maglev table.
+//! without locks; a new generation is a new `Tables`. The fast path finds
+//! an IPv4 packet's VIPA and service in one hashed probe
+//! ([`ServicesV4`]), whatever the number of VIPAs and services; the other
+//! lookups the packet path makes are linear scans over short arrays or
+//! one index into a Maglev table.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -44,6 +46,103 @@ pub struct Service {
     /// service not in the configuration, or no per-service counting, see
     /// [`ServiceCounting`]).
     pub slot: Option<u32>,
+}
+
+/// The IPv4 VIPAs' services by (destination address, protocol,
+/// destination port): what [`Tables::vipa_v4`] followed by
+/// [`Vipa::service_slot`] answers, in one probe of a hash table, so the
+/// fast path ([`crate::pipeline`]) costs the same with one service or
+/// thousands.
+///
+/// Open addressing with linear probing, at most half full, so that a probe
+/// for an absent key (any packet to an address or port that is not a
+/// service) ends at an empty slot after about two reads. The keys come
+/// from the configuration, not from packets, so nobody outside chooses
+/// where they land.
+#[derive(Clone, Debug)]
+pub struct ServicesV4 {
+    /// A power of two, at least 2 and at least twice the entries.
+    slots: Box<[ServiceSlotV4]>,
+    /// 64 − log2(slots): the home slot is the top bits of a multiplicative hash.
+    shift: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ServiceSlotV4 {
+    /// [`ServicesV4::key`]; 0 = empty.
+    key: u64,
+    /// [`Vipa::service_slot`]'s answer.
+    slot: u32,
+    /// Index in [`Tables::vipas`].
+    vipa: u16,
+}
+
+impl ServicesV4 {
+    /// Fibonacci hashing's multiplier (2^64 / φ, odd).
+    const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    /// The table of `services`: (address bytes, protocol, port, VIPA index,
+    /// service slot); the first entry of a key wins, as the linear scans'
+    /// first match does.
+    pub fn new(services: impl ExactSizeIterator<Item = ([u8; 4], u8, u16, u16, u32)>) -> Self {
+        let len = (services.len() * 2).next_power_of_two().max(2);
+        let mut table = ServicesV4 {
+            slots: vec![ServiceSlotV4::default(); len].into_boxed_slice(),
+            shift: 64 - len.trailing_zeros(),
+        };
+        for (address, protocol, port, vipa, slot) in services {
+            let key = Self::key(address, protocol, port);
+            let mask = table.slots.len() - 1;
+            let mut i = table.home(key);
+            while let Some(e) = table.slots.get_mut(i & mask) {
+                if e.key == key {
+                    break;
+                }
+                if e.key == 0 {
+                    *e = ServiceSlotV4 { key, slot, vipa };
+                    break;
+                }
+                i += 1;
+            }
+        }
+        table
+    }
+
+    /// The address (as it is in the header, read little-endian), the port
+    /// and the protocol in one word, with a marker bit so that no key is 0.
+    #[inline(always)]
+    fn key(address: [u8; 4], protocol: u8, port: u16) -> u64 {
+        u64::from(u32::from_le_bytes(address))
+            | u64::from(port) << 32
+            | u64::from(protocol) << 48
+            | 1 << 56
+    }
+
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(Self::MULTIPLIER) >> self.shift) as usize
+    }
+
+    /// The VIPA index and service slot of a packet to `address`
+    /// (header bytes), `protocol`, destination `port`; `None` when that is
+    /// not a service of an IPv4 VIPA.
+    #[inline(always)]
+    pub fn get(&self, address: [u8; 4], protocol: u8, port: u16) -> Option<(u16, u32)> {
+        let key = Self::key(address, protocol, port);
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        // Ends: the table is at most half full, so an empty slot exists.
+        loop {
+            let e = self.slots.get(i & mask)?;
+            if e.key == key {
+                return Some((e.vipa, e.slot));
+            }
+            if e.key == 0 {
+                return None;
+            }
+            i += 1;
+        }
+    }
 }
 
 /// How many (service slot, target slot) pairs the forwarder counts packets
@@ -355,6 +454,8 @@ pub struct Tables {
     pub vipas: Vec<Vipa>,
     v4: Vec<([u8; 4], u16)>,
     v6: Vec<([u8; 16], u16)>,
+    /// The IPv4 VIPAs' services, for the fast path's one probe.
+    pub services_v4: ServicesV4,
     /// Targets of all VIPAs, each address once.
     pub targets: Vec<Target>,
     /// Ports, in configuration order.
@@ -538,6 +639,25 @@ impl Tables {
                 fast_v4.push(entry);
             }
         }
+        // vipa_v4 answers with the first VIPA of an address.
+        let mut seen = std::collections::HashSet::new();
+        let services_v4 = ServicesV4::new(
+            v4.iter()
+                .filter(|(address, _)| seen.insert(*address))
+                .flat_map(|&(address, index)| {
+                    vipas[usize::from(index)].services.iter().map(move |s| {
+                        (
+                            address,
+                            s.protocol,
+                            s.port,
+                            index,
+                            s.slot.unwrap_or(UNCOUNTED_SERVICE),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
         let crt = match bytes {
             Some(bytes) if !snap.crt().is_empty() => {
                 let c = snap.crt();
@@ -558,6 +678,7 @@ impl Tables {
             vipas,
             v4,
             v6,
+            services_v4,
             targets,
             ports,
             not_vipa_to_host: config.forwarder.not_vipa == NotVipa::Host,
@@ -672,5 +793,91 @@ impl Tables {
     /// The index of the port called `name`.
     pub fn port_index(&self, name: &str) -> Option<usize> {
         self.ports.iter().position(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration with `vipas` IPv4 VIPAs of `services` services
+    /// each (TCP and UDP, ports from 80 up), four targets each.
+    fn many(vipas: u8, services: u16) -> Config {
+        let mut text = String::from(
+            "[node]\nname = \"t\"\ntunnel_source_v4 = \"10.10.0.1\"\n\n\
+             [[port]]\nname = \"p0\"\nmac = \"02:00:00:00:0a:01\"\n\
+             next_hop_mac = \"02:00:00:00:0a:fe\"\n",
+        );
+        for v in 0..vipas {
+            let list: Vec<String> = (0..services)
+                .map(|s| format!("\"{}/{}\"", if s % 2 == 0 { "tcp" } else { "udp" }, 80 + s))
+                .collect();
+            text.push_str(&format!(
+                "\n[[vipa]]\naddress = \"192.0.2.{}\"\nservices = [{}]\n",
+                v + 1,
+                list.join(", ")
+            ));
+            for t in 0..4 {
+                text.push_str(&format!(
+                    "[[vipa.target]]\naddress = \"10.20.{v}.{}\"\n",
+                    t + 1
+                ));
+            }
+        }
+        Config::from_str_with_path(&text, std::path::Path::new("t.toml")).expect("config")
+    }
+
+    /// What the general path answers: the VIPA scan, then its service scan.
+    fn scans(t: &Tables, dst: [u8; 4], proto: u8, port: u16) -> Option<(u16, u32)> {
+        let v = t.vipa_v4(&dst)?;
+        Some((v, t.vipas[usize::from(v)].service_slot(proto, port)?))
+    }
+
+    #[test]
+    fn services_v4_answers_as_the_scans_do() {
+        for (vipas, services) in [(1, 1), (3, 2), (40, 25)] {
+            let t = Tables::from_config(&many(vipas, services)).expect("tables");
+            let mut found = 0;
+            // Every VIPA and its neighbours, both protocols (and one that
+            // is neither), the service ports and those around them.
+            for last in 0..=vipas + 1 {
+                for proto in [6, 17, 1] {
+                    for port in (0..services + 3).map(|p| 78 + p).chain([0, u16::MAX]) {
+                        let dst = [192, 0, 2, last];
+                        let want = scans(&t, dst, proto, port);
+                        assert_eq!(
+                            t.services_v4.get(dst, proto, port),
+                            want,
+                            "{dst:?} {proto} {port}"
+                        );
+                        found += usize::from(want.is_some());
+                    }
+                }
+            }
+            assert_eq!(found, usize::from(vipas) * usize::from(services));
+        }
+    }
+
+    #[test]
+    fn services_v4_keeps_the_first_entry_of_a_key_and_ends_on_absent_keys() {
+        let a = [192, 0, 2, 1];
+        let s =
+            ServicesV4::new([(a, 6, 80, 0, 7), (a, 6, 80, 1, 9), (a, 17, 80, 0, 8)].into_iter());
+        assert_eq!(s.get(a, 6, 80), Some((0, 7)));
+        assert_eq!(s.get(a, 17, 80), Some((0, 8)));
+        assert_eq!(s.get(a, 6, 81), None);
+        let empty = ServicesV4::new(std::iter::empty());
+        assert_eq!(empty.get(a, 6, 80), None);
+        // Consecutive ports of one address (the keys of a large service
+        // set): all found, and every absent port ends.
+        let n = 5000u16;
+        let big = ServicesV4::new((0..n).map(|p| (a, 6, p, 0, u32::from(p))));
+        assert_eq!(big.slots.len(), 16384);
+        for p in 0..n {
+            assert_eq!(big.get(a, 6, p), Some((0, u32::from(p))));
+        }
+        for p in n..=u16::MAX {
+            assert_eq!(big.get(a, 6, p), None);
+        }
     }
 }

@@ -25,7 +25,8 @@
 //! * flags/fragment offset & 0x3FFF = 0: neither MF nor an offset (RFC 791:
 //!   a fragment has one or the other), as `is_fragment`;
 //! * protocol 6 or 17; the destination a VIPA, the destination port one of
-//!   its services.
+//!   its services (one probe of [`crate::tables::ServicesV4`], which
+//!   answers as the general path's VIPA and service scans do).
 
 use vipa_proto::wire::ipv4;
 
@@ -61,9 +62,8 @@ pub(super) fn classify_v4(tables: &Tables, flows: &FlowTable, data: &[u8]) -> Op
         return None;
     }
     let dst = [h[30], h[31], h[32], h[33]];
-    let vipa = tables.vipa_v4(&dst)?;
     let dport = be16(36);
-    let slot = tables.vipas[usize::from(vipa)].service_slot(proto, dport)?;
+    let (vipa, slot) = tables.services_v4.get(dst, proto, dport)?;
     let src = [h[26], h[27], h[28], h[29]];
     Some(FlowMeta {
         sig: flows.signature_v4(src, dst, proto, be16(34), dport),
