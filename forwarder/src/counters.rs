@@ -185,14 +185,17 @@ impl Counters {
     /// ([`crate::tables::UNCOUNTED_SERVICE`]).
     #[inline(always)]
     pub fn add_service_target(&mut self, service: u32, target: u32, bytes: u64) {
-        let target = target as usize;
-        if target >= self.service_stride {
+        if target as usize >= self.service_stride {
             return;
         }
-        let i = (service as usize)
-            .saturating_mul(self.service_stride)
-            .saturating_add(target);
-        if let Some(c) = self.service_targets.get_mut(i) {
+        // In u64: a service slot (u32) times at most MAX_PAIRS target
+        // slots cannot overflow it, and an index past the array (such as
+        // UNCOUNTED_SERVICE's) is simply not counted.
+        let i = u64::from(service) * self.service_stride as u64 + u64::from(target);
+        if let Some(c) = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.service_targets.get_mut(i))
+        {
             c[0] += 1;
             c[1] += bytes;
         }
