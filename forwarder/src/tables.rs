@@ -84,15 +84,15 @@ impl ServicesV4 {
     /// The table of `services`: (address bytes, protocol, port, VIPA index,
     /// service slot); the first entry of a key wins, as the linear scans'
     /// first match does.
-    pub fn new(services: impl ExactSizeIterator<Item = ([u8; 4], u8, u16, u16, u32)>) -> Self {
+    pub fn new(services: &[([u8; 4], u8, u16, u16, u32)]) -> Self {
         let len = (services.len() * 2).next_power_of_two().max(2);
         let mut table = ServicesV4 {
             slots: vec![ServiceSlotV4::default(); len].into_boxed_slice(),
             shift: 64 - len.trailing_zeros(),
         };
-        for (address, protocol, port, vipa, slot) in services {
+        let mask = len - 1;
+        for &(address, protocol, port, vipa, slot) in services {
             let key = Self::key(address, protocol, port);
-            let mask = table.slots.len() - 1;
             let mut i = table.home(key);
             while let Some(e) = table.slots.get_mut(i & mask) {
                 if e.key == key {
@@ -642,7 +642,7 @@ impl Tables {
         // vipa_v4 answers with the first VIPA of an address.
         let mut seen = std::collections::HashSet::new();
         let services_v4 = ServicesV4::new(
-            v4.iter()
+            &v4.iter()
                 .filter(|(address, _)| seen.insert(*address))
                 .flat_map(|&(address, index)| {
                     vipas[usize::from(index)].services.iter().map(move |s| {
@@ -655,8 +655,7 @@ impl Tables {
                         )
                     })
                 })
-                .collect::<Vec<_>>()
-                .into_iter(),
+                .collect::<Vec<_>>(),
         );
         let crt = match bytes {
             Some(bytes) if !snap.crt().is_empty() => {
@@ -861,17 +860,20 @@ mod tests {
     #[test]
     fn services_v4_keeps_the_first_entry_of_a_key_and_ends_on_absent_keys() {
         let a = [192, 0, 2, 1];
-        let s =
-            ServicesV4::new([(a, 6, 80, 0, 7), (a, 6, 80, 1, 9), (a, 17, 80, 0, 8)].into_iter());
+        let s = ServicesV4::new(&[(a, 6, 80, 0, 7), (a, 6, 80, 1, 9), (a, 17, 80, 0, 8)]);
         assert_eq!(s.get(a, 6, 80), Some((0, 7)));
         assert_eq!(s.get(a, 17, 80), Some((0, 8)));
         assert_eq!(s.get(a, 6, 81), None);
-        let empty = ServicesV4::new(std::iter::empty());
+        let empty = ServicesV4::new(&[]);
         assert_eq!(empty.get(a, 6, 80), None);
         // Consecutive ports of one address (the keys of a large service
         // set): all found, and every absent port ends.
         let n = 5000u16;
-        let big = ServicesV4::new((0..n).map(|p| (a, 6, p, 0, u32::from(p))));
+        let big = ServicesV4::new(
+            &(0..n)
+                .map(|p| (a, 6, p, 0, u32::from(p)))
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(big.slots.len(), 16384);
         for p in 0..n {
             assert_eq!(big.get(a, 6, p), Some((0, u32::from(p))));
