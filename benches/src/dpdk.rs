@@ -276,6 +276,11 @@ impl PortQueue for Reframe {
     fn link_up(&self) -> bool {
         self.inner.link_up()
     }
+
+    #[inline]
+    fn ipv4_checksum_offload(&self) -> bool {
+        self.inner.ipv4_checksum_offload()
+    }
 }
 
 /// The step of the generator's walk over `flows` flows: coprime with

@@ -52,18 +52,29 @@ pub trait PacketBuffer {
         }
         self.data_mut().first_chunk_mut::<N>()
     }
-    /// Asks for the IPv4 header checksum of this frame to be computed on
-    /// transmission, by the device: the header starts `l2_len` bytes into
-    /// the frame and is `l3_len` bytes long. `true` when the device will do
-    /// it (the caller then writes 0 in the checksum field and skips its own
+    /// Marks the frame for the device to compute its IPv4 header checksum
+    /// on transmission: the header starts `l2_len` bytes into the frame and
+    /// is `l3_len` bytes long. `true` when the buffer carries the request
+    /// (the caller then writes 0 in the checksum field and skips its own
     /// sum), `false` (and no change) when the caller must compute it.
     ///
-    /// The frame leaves by the port it arrived on (the worker transmits on
-    /// the queue a frame came from), so an implementation answers for that
-    /// port. The default: no offload, every backend but `dpdk`.
+    /// Only the device of a port that offers the offload honours the mark,
+    /// so the pipeline asks only for frames leaving by such a port (the
+    /// port a frame arrived on: see
+    /// [`crate::port::PortQueue::ipv4_checksum_offload`]). The default: no
+    /// (every backend but `dpdk`).
     #[inline]
-    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+    fn request_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
         let _ = (l2_len, l3_len);
+        false
+    }
+    /// True when the buffer holds the frame in pieces that [`Self::data`]
+    /// cannot show as one slice (a chained DPDK mbuf, which a driver hands
+    /// over only when receive scatter is on, and vipa does not turn it on).
+    /// [`Self::data`] then shows no bytes, and the pipeline drops the frame
+    /// as `drop_multi_segment`. The default: never.
+    #[inline]
+    fn is_segmented(&self) -> bool {
         false
     }
     /// Frame length in bytes.

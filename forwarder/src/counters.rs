@@ -101,6 +101,9 @@ counters! {
     HostOtherEthertype = "host_other_ethertype",
     /// Dropped: frame too short or a header inconsistent with its length.
     DropMalformed = "drop_malformed",
+    /// Dropped: a frame in more than one buffer segment (a chained DPDK
+    /// mbuf: receive scatter is off, so only a driver's surprise).
+    DropMultiSegment = "drop_multi_segment",
     /// Dropped: a second 802.1Q tag (QinQ) is not handled.
     DropVlanStacked = "drop_vlan_stacked",
     /// Dropped: IPv4 header with options (documented limit).

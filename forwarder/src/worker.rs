@@ -75,9 +75,13 @@ impl<Q: PortQueue> Worker<Q> {
         let link = queues.iter().map(|(_, q)| q.link_up()).collect();
         let pending = queues.iter().map(|_| Burst::new()).collect();
         let pending_since = vec![None; queues.len()];
+        let mut pipeline = Pipeline::with_neighbors(tables, neighbors);
+        for (port, q) in &queues {
+            pipeline.set_ipv4_checksum_offload(*port, q.ipv4_checksum_offload());
+        }
         Worker {
             queues,
-            pipeline: Pipeline::with_neighbors(tables, neighbors),
+            pipeline,
             burst_size,
             rx: Burst::new(),
             out: Outputs::new(),

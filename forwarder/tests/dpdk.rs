@@ -28,6 +28,7 @@ use common::*;
 use vipa_dpdk_sys as sys;
 use vipa_forwarder::buf::PacketBuffer;
 use vipa_forwarder::counters::Counter;
+use vipa_forwarder::pipeline::{Pipeline, Verdict};
 use vipa_forwarder::port::dpdk::{DpdkError, DpdkOptions, DpdkPort, DpdkQueue, Eal, Mbuf};
 use vipa_forwarder::port::{Burst, PortQueue};
 use vipa_forwarder::worker::Worker;
@@ -92,7 +93,7 @@ fn dpdk_backend_on_virtual_devices() {
     mbuf_edits(&q);
     checksum_offload_request(&q);
     let mut q = q;
-    multi_segment_frames_dropped_on_receive(&mut q);
+    multi_segment_frames_dropped_by_the_pipeline(&mut q);
 
     // 4. Through the real worker.
     encapsulates_through_the_worker(q);
@@ -124,8 +125,9 @@ fn dpdk_backend_on_virtual_devices() {
 }
 
 /// A frame of two segments among single-segment ones, through the ring:
-/// received, it is freed and counted, the others arrive in order.
-fn multi_segment_frames_dropped_on_receive(q: &mut DpdkQueue) {
+/// received in order with the others, it shows no bytes and the pipeline
+/// drops and counts it; every mbuf goes back to the pool.
+fn multi_segment_frames_dropped_by_the_pipeline(q: &mut DpdkQueue) {
     let frame = |b: u8| q.alloc_frame(&[b; 60]).expect("an mbuf");
     let (first, head, tail, last) = (frame(1), frame(2), frame(3), frame(4));
     let (head, tail) = (head.into_raw(), tail.into_raw());
@@ -144,17 +146,28 @@ fn multi_segment_frames_dropped_on_receive(q: &mut DpdkQueue) {
     out.extend([first, chained, last]);
     q.tx_burst(&mut out);
     assert!(out.is_empty(), "the ring takes all three");
-    let dropped = q.dropped_multiseg;
     let mut got: Burst<Mbuf> = Burst::new();
     for _ in 0..10 {
-        if got.len() >= 2 {
+        if got.len() >= 3 {
             break;
         }
         q.rx_burst(&mut got, 32);
     }
-    assert_eq!(got.len(), 2, "the single-segment frames");
-    assert_eq!((got[0].data()[0], got[1].data()[0]), (1, 4), "in order");
-    assert_eq!(q.dropped_multiseg, dropped + 1);
+    assert_eq!(got.len(), 3, "the receive hands every frame over");
+    assert_eq!((got[0].data()[0], got[2].data()[0]), (1, 4), "in order");
+    assert!(!got[0].is_segmented() && !got[2].is_segmented());
+    assert!(got[1].is_segmented());
+    assert!(
+        got[1].data().is_empty() && got[1].len() == 0,
+        "shows no bytes"
+    );
+    let mut p = Pipeline::new(tables());
+    assert_eq!(
+        p.process_one(0, &mut got[1], 100),
+        Verdict::Drop(Counter::DropMultiSegment)
+    );
+    assert_eq!(p.counters.get(Counter::DropMultiSegment), 1);
+    assert_eq!(p.counters.get(Counter::DropMalformed), 0);
     drop(got);
     assert_eq!(
         q.pool_available(),
@@ -240,11 +253,11 @@ fn tx_request(m: &Mbuf) -> (u64, u64, u64) {
 const CKSUM_FLAGS: u64 = sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM;
 
 fn checksum_offload_request(q: &DpdkQueue) {
-    // A fresh mbuf belongs to no port: the pipeline is told no.
+    // The ring's device offers no offload: the worker's pipeline is told so.
+    assert!(!q.info().ipv4_cksum_offload);
+    assert!(!q.ipv4_checksum_offload());
     let mut m = q.alloc_frame(&[0; 60]).expect("an mbuf");
-    assert_eq!(m.port(), u16::MAX);
-    assert!(!m.offload_ipv4_checksum(14, 20));
-    assert_eq!(tx_request(&m), (0, 0, 0), "a refusal changes nothing");
+    assert_eq!(tx_request(&m), (0, 0, 0));
     // The request itself, on a real mbuf: untagged and 802.1Q-tagged.
     for l2_len in [14, 18] {
         assert!(m.request_ipv4_checksum(l2_len, 20));
@@ -287,18 +300,14 @@ fn encapsulates_through_the_worker(q: DpdkQueue) {
     // What the worker transmitted is in the ring now.
     let q = &mut w.queues[0].1;
     let mut out = Burst::new();
-    let port_id = q.info().port_id;
     let mut frames = Vec::new();
     while frames.len() < inputs.len() {
         let n = q.rx_burst(&mut out, 32);
         assert!(n > 0, "the encapsulated frames come back");
-        for mut m in out.drain(..) {
+        for m in out.drain(..) {
             // The ring hands back the worker's own mbufs: the software
             // checksum path asked the device for nothing.
             assert_eq!(tx_request(&m), (0, 0, 0));
-            // Received on the ring port, which has no offload.
-            assert_eq!(m.port(), port_id, "receive records the port");
-            assert!(!m.offload_ipv4_checksum(14, 20));
             frames.push(m.data().to_vec());
         }
     }

@@ -9,7 +9,8 @@ use common::*;
 use vipa_forwarder::buf::{HeapBuf, PacketBuffer};
 use vipa_forwarder::counters::Counter;
 use vipa_forwarder::pipeline::{Outputs, Pipeline};
-use vipa_forwarder::port::Burst;
+use vipa_forwarder::port::{Burst, PortQueue};
+use vipa_forwarder::worker::Worker;
 use vipa_proto::build::ip_packet;
 use vipa_proto::flowkey::FlowKey;
 use vipa_proto::wire::{
@@ -569,16 +570,24 @@ impl PacketBuffer for OffloadBuf {
     fn truncate(&mut self, len: usize) {
         self.buf.truncate(len)
     }
-    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+    fn request_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
         self.requests.push((l2_len, l3_len));
         true
     }
 }
 
-/// Runs `frame` through a fresh pipeline in an [`OffloadBuf`] on port 0:
-/// the frames to transmit (the requests each got in `requests`).
+/// Runs `frame` through a fresh pipeline in an [`OffloadBuf`] on port 0,
+/// whose device computes IPv4 checksums: the frames to transmit (the
+/// requests each got in `requests`).
 fn through_offload(frame: &[u8]) -> Vec<OffloadBuf> {
+    through_offload_port(frame, true)
+}
+
+/// [`through_offload`] on a port whose device offers the offload
+/// (`port_offload`) or not.
+fn through_offload_port(frame: &[u8], port_offload: bool) -> Vec<OffloadBuf> {
     let mut p = Pipeline::new(tables());
+    p.set_ipv4_checksum_offload(0, port_offload);
     let mut rx = Burst::new();
     rx.push(OffloadBuf {
         buf: HeapBuf::from_frame(frame),
@@ -642,6 +651,85 @@ fn a_buffer_that_offloads_gets_checksum_zero_and_the_request() {
     let reply = through_offload(&builder().icmpv4_echo_request(CLIENT4, VIPA4, 7, 1, b"ping"));
     assert_eq!(reply.len(), 1);
     assert!(reply[0].requests.is_empty());
+}
+
+/// A queue of [`OffloadBuf`]s whose device offers the offload or not: what
+/// the worker tells its pipeline.
+struct OffloadPort {
+    rx: Vec<OffloadBuf>,
+    tx: Vec<OffloadBuf>,
+    offload: bool,
+}
+
+impl PortQueue for OffloadPort {
+    type Buf = OffloadBuf;
+    fn rx_burst(&mut self, out: &mut Burst<OffloadBuf>, max: usize) -> usize {
+        let n = self.rx.len().min(max).min(out.remaining_capacity());
+        out.extend(self.rx.drain(..n));
+        n
+    }
+    fn tx_burst(&mut self, frames: &mut Burst<OffloadBuf>) {
+        self.tx.extend(frames.drain(..));
+    }
+    fn to_host(&mut self, _frames: &mut Burst<OffloadBuf>) {}
+    fn ipv4_checksum_offload(&self) -> bool {
+        self.offload
+    }
+}
+
+#[test]
+fn the_worker_offloads_checksums_on_the_queues_that_offer_it() {
+    let input = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::SYN, b"hello");
+    for offload in [false, true] {
+        let port = OffloadPort {
+            rx: vec![OffloadBuf {
+                buf: HeapBuf::from_frame(&input),
+                requests: Vec::new(),
+            }],
+            tx: Vec::new(),
+            offload,
+        };
+        let mut w = Worker::new(vec![(0, port)], tables());
+        w.poll(100);
+        let sent = &w.queues[0].1.tx;
+        assert_eq!(sent.len(), 1);
+        let expected: &[(usize, usize)] = if offload { &[(14, 20)] } else { &[] };
+        assert_eq!(sent[0].requests, expected, "offload {offload}");
+    }
+}
+
+#[test]
+fn a_port_without_the_offload_never_asks_the_buffer() {
+    // Only the port's device computes checksums: a buffer that could carry
+    // the request is not asked on a port that does not offer it (the
+    // pipeline's default for every port), on the fast path (the flow's
+    // second packet) or the general one (its first, and a tagged frame).
+    let mut tagged = builder();
+    tagged.vlan = Some(42);
+    for b in [builder(), tagged] {
+        for flag in [flags::SYN, flags::ACK] {
+            let input = b.tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flag, b"hello");
+            let mut p = Pipeline::new(tables());
+            let mut out = Outputs::new();
+            for _ in 0..2 {
+                let mut rx = Burst::new();
+                rx.push(OffloadBuf {
+                    buf: HeapBuf::from_frame(&input),
+                    requests: Vec::new(),
+                });
+                p.process_burst(0, &mut rx, 100, &mut out);
+            }
+            let software = send(&mut worker(), 0, &input).tx;
+            assert_eq!(out.tx.len(), 2);
+            for sent in out.tx.iter() {
+                assert!(sent.requests.is_empty(), "the buffer was never asked");
+                assert_eq!(sent.buf.data(), software[0], "checksummed in software");
+            }
+            // The same through the helper, with the port's offload on and off.
+            assert!(through_offload_port(&input, false)[0].requests.is_empty());
+            assert_eq!(through_offload_port(&input, true)[0].requests.len(), 1);
+        }
+    }
 }
 
 /// Frames around every condition of the fast path (`pipeline::fast`):

@@ -14,9 +14,10 @@
 //!   packet (IPv6 is never fragmented on the path); identification 0 with DF
 //!   (RFC 6864 §4.1: the field "MUST NOT be used for any purpose other than
 //!   fragmentation and reassembly" of atomic datagrams), a per-worker counter
-//!   without it; a valid header checksum, or 0 when the buffer hands the
-//!   checksum to the device ([`PacketBuffer::offload_ipv4_checksum`]: the
-//!   `dpdk` backend on a port with IPv4 checksum offload);
+//!   without it; a valid header checksum, or 0 when the checksum is left
+//!   to the device (a port whose device offers it, and a buffer that
+//!   carries the request: [`PacketBuffer::request_ipv4_checksum`], the
+//!   `dpdk` backend);
 //! * IPv6 outer: flow label = the low 20 bits of the flow hash, so ECMP on
 //!   the way to the target keeps a flow on one path (RFC 6438 §3);
 //! * the inner packet is byte-for-byte what arrived: no TTL decrement;
@@ -56,12 +57,14 @@ pub(super) struct Inner {
 
 /// Encapsulates the flow packet in `buf` towards `target`, counted for
 /// service slot `service` ([`crate::tables::UNCOUNTED_SERVICE`]: not
-/// counted per service).
+/// counted per service); `port_cksum_offload`: the device of `port`, which
+/// the frame leaves by, computes IPv4 header checksums.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(super) fn encapsulate<B: PacketBuffer>(
     tables: &Tables,
     port: usize,
+    port_cksum_offload: bool,
     buf: &mut B,
     l2_len: usize,
     inner_v6: bool,
@@ -109,7 +112,9 @@ pub(super) fn encapsulate<B: PacketBuffer>(
         return Verdict::Drop(Counter::DropNoBufferRoom);
     }
     // The outer IPv4 header's checksum: the device's when it takes it.
-    let cksum_offload = t.outer_v4.is_some() && buf.offload_ipv4_checksum(l2_len, ipv4::HEADER_LEN);
+    let cksum_offload = port_cksum_offload
+        && t.outer_v4.is_some()
+        && buf.request_ipv4_checksum(l2_len, ipv4::HEADER_LEN);
     let data = buf.data_mut();
     let outer_ethertype = match t.address {
         IpAddr::V4(_) => EtherType::Ipv4,

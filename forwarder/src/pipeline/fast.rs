@@ -139,7 +139,8 @@ impl Pipeline {
         // Counter::FlowTableHits and Counter::Forwarded: the burst loop
         // counts them for every `Some(Verdict::Tx)`, once per burst.
         // Ethernet padding is not part of the packet.
-        let cksum_offload = buf.offload_ipv4_checksum(14, ipv4::HEADER_LEN);
+        let cksum_offload =
+            self.ipv4_checksum_offload(port) && buf.request_ipv4_checksum(14, ipv4::HEADER_LEN);
         // The frame then holds the outer headers and more: only the
         // headroom can be missing.
         let Some(hdr) =

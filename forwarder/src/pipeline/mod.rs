@@ -165,6 +165,9 @@ pub struct Pipeline {
     pub flow_events: Option<FlowEventSink>,
     /// IPv4 identification for outer headers without DF.
     ident: u16,
+    /// Per port index: its device computes outer IPv4 header checksums
+    /// ([`Pipeline::set_ipv4_checksum_offload`]).
+    ipv4_cksum_offload: Vec<bool>,
 }
 
 impl Pipeline {
@@ -185,7 +188,29 @@ impl Pipeline {
             refresh: ArrayVec::new(),
             flow_events: None,
             ident: 0,
+            ipv4_cksum_offload: Vec::new(),
         }
+    }
+
+    /// Says whether the device of port `port` (an index into the tables'
+    /// ports) computes IPv4 header checksums on transmission: frames
+    /// leaving by it then ask the device
+    /// ([`PacketBuffer::request_ipv4_checksum`]) instead of carrying a
+    /// software sum. Every port starts without (what every backend but
+    /// `dpdk` is); the worker sets it from its queues
+    /// ([`crate::port::PortQueue::ipv4_checksum_offload`]).
+    pub fn set_ipv4_checksum_offload(&mut self, port: usize, on: bool) {
+        if self.ipv4_cksum_offload.len() <= port {
+            self.ipv4_cksum_offload.resize(port + 1, false);
+        }
+        self.ipv4_cksum_offload[port] = on;
+    }
+
+    /// Whether frames leaving by `port` may leave their outer IPv4 checksum
+    /// to the device.
+    #[inline(always)]
+    fn ipv4_checksum_offload(&self, port: usize) -> bool {
+        self.ipv4_cksum_offload.get(port).copied().unwrap_or(false)
     }
 
     /// Runs a burst received on `port` through the pipeline; `rx` is left
@@ -284,7 +309,13 @@ impl Pipeline {
     fn classify<B: PacketBuffer>(&mut self, port: usize, buf: &mut B, now: u32) -> Pass1 {
         let data = buf.data();
         let Ok(eth) = ethernet::Packet::new_checked(data) else {
-            return Pass1::Done(Verdict::Drop(Counter::DropMalformed));
+            // A segmented frame shows no bytes (PacketBuffer::is_segmented).
+            let c = if buf.is_segmented() {
+                Counter::DropMultiSegment
+            } else {
+                Counter::DropMalformed
+            };
+            return Pass1::Done(Verdict::Drop(c));
         };
         let l2_len = eth.header_len();
         match eth.payload_ethertype() {
@@ -582,9 +613,11 @@ impl Pipeline {
         } else {
             0
         };
+        let cksum_offload = self.ipv4_checksum_offload(port);
         let verdict = encap::encapsulate(
             &self.tables,
             port,
+            cksum_offload,
             buf,
             m.l2_len as usize,
             m.v6,

@@ -37,29 +37,38 @@
 //!   software otherwise. A device whose `tx_offload_capa` has
 //!   `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM` is configured with it
 //!   ([`DpdkPortInfo::ipv4_cksum_offload`], in the start-up log), and its
-//!   port id is marked in a static table. Encapsulation asks the buffer
-//!   ([`PacketBuffer::offload_ipv4_checksum`]); an [`Mbuf`] says yes when
-//!   its `port` — the port it arrived on, which [`DpdkQueue`]'s receive
-//!   sets, and the one it leaves by, since the worker transmits a frame on
-//!   the queue it came from — is marked: it then sets `RTE_MBUF_F_TX_IPV4 |
-//!   RTE_MBUF_F_TX_IP_CKSUM`, `l2_len` (14, or 18 with an 802.1Q tag) and
+//!   queues say so ([`PortQueue::ipv4_checksum_offload`]). The worker
+//!   transmits a frame on the queue it came from, so it tells its pipeline
+//!   once per queue, and encapsulation on such a port asks the [`Mbuf`]
+//!   ([`PacketBuffer::request_ipv4_checksum`]): it sets `RTE_MBUF_F_TX_IPV4
+//!   | RTE_MBUF_F_TX_IP_CKSUM`, `l2_len` (14, or 18 with an 802.1Q tag) and
 //!   `l3_len` (20), and the outer header is written with checksum 0 and no
 //!   software sum. On any other port the pipeline computes the checksum (a
-//!   20-byte header: a handful of adds), as every other backend does.
-//!   `rte_eth_tx_prepare` is not called: for this offload all it would do
-//!   is zero the checksum field, which encapsulation does already. No device
-//!   available to the tests offers the offload (`net_ring`, `net_null` and
-//!   `net_af_packet` do not), so the offload path is covered by tests with
-//!   a buffer that accepts it and by [`Mbuf::request_ipv4_checksum`] on real
-//!   mbufs, not by a device computing checksums.
+//!   20-byte header: a handful of adds), as every other backend does. No
+//!   frame carries its port for this (the mbuf's `port` is not read: not
+//!   every driver sets it, and stamping it on receive cost ≈ 7 ns per frame,
+//!   see **Receive**). `rte_eth_tx_prepare` is not called: for this offload
+//!   all it would do is zero the checksum field, which encapsulation does
+//!   already. No device available to the tests offers the offload
+//!   (`net_ring`, `net_null` and `net_af_packet` do not), so the offload
+//!   path is covered by tests with a buffer that accepts it and by
+//!   [`PacketBuffer::request_ipv4_checksum`] on real mbufs, not by a device
+//!   computing checksums.
 //! - **Exception path.** There is no KNI / virtio-user path to the host yet:
 //!   [`PortQueue::to_host`] takes nothing, so the worker frees those frames
 //!   and counts them as `drop_host_full`. Put management traffic on another
 //!   interface (or a port the kernel keeps) when the data-plane ports run
 //!   DPDK.
-//! - **Segments.** Receive scatter is not enabled, so a frame is one mbuf; a
-//!   multi-segment mbuf that a driver hands over anyway is freed on receive
-//!   and counted in [`DpdkQueue::dropped_multiseg`].
+//! - **Segments.** Receive scatter is not enabled, so a frame is one mbuf. A
+//!   multi-segment mbuf that a driver hands over anyway shows no bytes
+//!   ([`PacketBuffer::is_segmented`]), and the pipeline drops it as
+//!   `drop_multi_segment`.
+//! - **Receive.** [`DpdkQueue`]'s receive hands the driver's mbufs to the
+//!   worker without reading or writing them. A pass over a fresh burst's
+//!   mbufs (checking `nb_segs`, stamping `port`) cost ≈ 7 ns per frame on
+//!   `net_null` — more than half of vipa's own work per packet — although
+//!   the same fields read a moment later by the pipeline, which reads that
+//!   cache line anyway, cost nothing measurable (README, *Benchmarks*).
 //! - **Threads.** A [`DpdkQueue`] is `Send`: one worker thread owns it, as
 //!   DPDK requires (one thread per queue). Worker threads that are not EAL
 //!   lcores should call [`Eal::register_thread`] first, or mempool caches are
@@ -78,7 +87,7 @@
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vipa_dpdk_sys as sys;
@@ -376,32 +385,6 @@ impl Mbuf {
         self.raw().port
     }
 
-    /// Asks the device to compute the IPv4 header checksum on transmission
-    /// (`RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM`, `l2_len`, `l3_len`),
-    /// whatever the port: false (and no change) only when the lengths do
-    /// not fit their fields. Only a port that enabled
-    /// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM` honours the request; the pipeline
-    /// goes through [`PacketBuffer::offload_ipv4_checksum`], which checks
-    /// that first.
-    #[inline]
-    pub fn request_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
-        use sys::vipa_mbuf_tx_offload_layout as layout;
-        if l2_len >= 1 << layout::VIPA_MBUF_L2_LEN_BITS
-            || l3_len >= 1 << layout::VIPA_MBUF_L3_LEN_BITS
-        {
-            return false;
-        }
-        // SAFETY: the mbuf is exclusively ours (&mut self).
-        let m = unsafe { self.0.as_mut() };
-        m.ol_flags |= sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM;
-        // The whole tx_offload word in one store, as rte_mbuf_tx_offload()
-        // builds it: l2_len and l3_len, every other length (L4, TSO, outer
-        // headers: unused without their flags) 0.
-        m.__bindgen_anon_3.tx_offload = ((l2_len as u64) << layout::VIPA_MBUF_L2_LEN_OFS)
-            | ((l3_len as u64) << layout::VIPA_MBUF_L3_LEN_OFS);
-        true
-    }
-
     /// Sets the frame to a copy of `frame` (resets the headroom); false
     /// (and unchanged) when it does not fit.
     pub fn set_frame(&mut self, frame: &[u8]) -> bool {
@@ -427,6 +410,22 @@ impl Mbuf {
     }
 }
 
+/// The bytes [`Mbuf`]'s `data` shows: the frame of a one-segment mbuf;
+/// none of a chained one, which the pipeline then drops and counts
+/// ([`PacketBuffer::is_segmented`]). Checked here, where the frame is
+/// first read, rather than by the receive: a pass over a fresh burst's
+/// mbufs costs more than its loads (≈ 7 ns per frame on `net_null`,
+/// README), while this test is one more field of a cache line being read
+/// anyway.
+#[inline(always)]
+fn frame_len(m: &sys::rte_mbuf) -> usize {
+    if m.nb_segs == 1 {
+        usize::from(m.data_len)
+    } else {
+        0
+    }
+}
+
 impl Drop for Mbuf {
     #[inline]
     fn drop(&mut self) {
@@ -439,13 +438,13 @@ impl PacketBuffer for Mbuf {
     #[inline]
     fn data(&self) -> &[u8] {
         let m = self.raw();
-        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's
-        // buffer (a DPDK invariant of every mbuf); the bytes stay valid and
-        // unaliased by writers while self is borrowed.
+        // SAFETY: buf_addr + data_off .. + data_len (or less) lies inside
+        // the mbuf's buffer (a DPDK invariant of every mbuf); the bytes stay
+        // valid and unaliased by writers while self is borrowed.
         unsafe {
             std::slice::from_raw_parts(
                 m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
+                frame_len(m),
             )
         }
     }
@@ -453,14 +452,9 @@ impl PacketBuffer for Mbuf {
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.raw();
-        let (addr, off, len) = (m.buf_addr, m.data_off, m.data_len);
+        let (addr, off, len) = (m.buf_addr, m.data_off, frame_len(m));
         // SAFETY: as in data(), and &mut self makes the borrow exclusive.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                addr.cast::<u8>().add(usize::from(off)),
-                usize::from(len),
-            )
-        }
+        unsafe { std::slice::from_raw_parts_mut(addr.cast::<u8>().add(usize::from(off)), len) }
     }
 
     /// What `rte_pktmbuf_prepend` does, inline (it is a `static inline` C
@@ -572,30 +566,33 @@ impl PacketBuffer for Mbuf {
 
     #[inline]
     fn len(&self) -> usize {
-        usize::from(self.raw().data_len)
+        frame_len(self.raw())
     }
 
-    /// Requests the offload when the port the frame arrived on — the one it
-    /// leaves by — enabled it: one load of the mbuf's `port` (in the cache
-    /// line the receive path touched; [`DpdkQueue`]'s receive sets it, since
-    /// not every driver does) and one of a static per-port table.
     #[inline]
-    fn offload_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
-        let port = usize::from(self.port());
-        TX_IPV4_CKSUM
-            .get(port)
-            .is_some_and(|on| on.load(Ordering::Relaxed))
-            && self.request_ipv4_checksum(l2_len, l3_len)
+    fn request_ipv4_checksum(&mut self, l2_len: usize, l3_len: usize) -> bool {
+        use sys::vipa_mbuf_tx_offload_layout as layout;
+        if l2_len >= 1 << layout::VIPA_MBUF_L2_LEN_BITS
+            || l3_len >= 1 << layout::VIPA_MBUF_L3_LEN_BITS
+        {
+            return false;
+        }
+        // SAFETY: the mbuf is exclusively ours (&mut self).
+        let m = unsafe { self.0.as_mut() };
+        m.ol_flags |= sys::RTE_MBUF_F_TX_IPV4 | sys::RTE_MBUF_F_TX_IP_CKSUM;
+        // The whole tx_offload word in one store, as rte_mbuf_tx_offload()
+        // builds it: l2_len and l3_len, every other length (L4, TSO, outer
+        // headers: unused without their flags) 0.
+        m.__bindgen_anon_3.tx_offload = ((l2_len as u64) << layout::VIPA_MBUF_L2_LEN_OFS)
+            | ((l3_len as u64) << layout::VIPA_MBUF_L3_LEN_OFS);
+        true
+    }
+
+    #[inline]
+    fn is_segmented(&self) -> bool {
+        self.raw().nb_segs != 1
     }
 }
-
-/// Per DPDK port id: the port is open with `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`
-/// enabled. Written by [`DpdkPort::open`] before it returns the port's
-/// queues and cleared when the port stops; a worker gets a queue through a
-/// thread start or a channel, which orders the write before its loads, so
-/// they can be relaxed.
-static TX_IPV4_CKSUM: [AtomicBool; sys::RTE_MAX_ETHPORTS as usize] =
-    [const { AtomicBool::new(false) }; sys::RTE_MAX_ETHPORTS as usize];
 
 /// Settings of [`DpdkPort::open`].
 #[derive(Clone, Debug)]
@@ -699,9 +696,6 @@ impl Drop for PortHandle {
         // SAFETY: the port was configured and started by DpdkPort::open and
         // no queue of it is left (this runs when the last one is dropped).
         unsafe { sys::rte_eth_dev_stop(self.info.port_id) };
-        if let Some(on) = TX_IPV4_CKSUM.get(usize::from(self.info.port_id)) {
-            on.store(false, Ordering::Relaxed);
-        }
         let mut reg = registry();
         reg.open.retain(|&p| p != self.info.port_id);
         if let Some(pool) = reg.pools.iter_mut().find(|p| p.socket == self.info.socket) {
@@ -926,9 +920,6 @@ impl DpdkPort {
         reg.pools[pool_index].committed += need;
         reg.open.push(port_id);
         drop(reg);
-        if let Some(on) = TX_IPV4_CKSUM.get(usize::from(port_id)) {
-            on.store(cksum, Ordering::Relaxed);
-        }
 
         let handle = Arc::new(PortHandle {
             info: DpdkPortInfo {
@@ -952,7 +943,6 @@ impl DpdkPort {
                 queue_id: q,
                 pool: mp,
                 handle: Arc::clone(&handle),
-                dropped_multiseg: 0,
             })
             .collect())
     }
@@ -981,8 +971,6 @@ pub struct DpdkQueue {
     queue_id: u16,
     pool: NonNull<sys::rte_mempool>,
     handle: Arc<PortHandle>,
-    /// Multi-segment frames freed on receive (see the module docs).
-    pub dropped_multiseg: u64,
 }
 
 // SAFETY: DPDK requires that one thread at a time uses a queue, which
@@ -1084,31 +1072,10 @@ impl PortQueue for DpdkQueue {
         // slots and hands them over: the first start + n elements are
         // initialised Mbufs, each owned once.
         unsafe { out.set_len(start + n) };
-        let mut multiseg = false;
-        for m in &mut out[start..] {
-            // SAFETY: the mbuf is exclusively ours now.
-            let raw = unsafe { m.0.as_mut() };
-            multiseg |= raw.nb_segs != 1;
-            // The input port, which the frame leaves by: what
-            // offload_ipv4_checksum asks about. Most drivers set it, not
-            // all (net_ring does not); a store into the cache line just
-            // read for nb_segs.
-            raw.port = self.port_id;
-        }
-        if multiseg {
-            // Rare (see the module docs): freed here, the rest kept in order.
-            let before = out.len();
-            let mut i = start;
-            while i < out.len() {
-                if out[i].segments() != 1 {
-                    drop(out.remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            self.dropped_multiseg += (before - out.len()) as u64;
-        }
-        out.len() - start
+        // Nothing here reads or writes the mbufs: a chained one is dropped
+        // by the pipeline (frame_len), and the checksum offload is asked
+        // per queue (ipv4_checksum_offload), not per mbuf's port.
+        n
     }
 
     #[inline]
@@ -1148,5 +1115,10 @@ impl PortQueue for DpdkQueue {
     #[inline]
     fn link_up(&self) -> bool {
         DpdkQueue::link_up(self)
+    }
+
+    #[inline]
+    fn ipv4_checksum_offload(&self) -> bool {
+        self.handle.info.ipv4_cksum_offload
     }
 }

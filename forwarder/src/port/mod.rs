@@ -56,6 +56,17 @@ pub trait PortQueue {
         None
     }
 
+    /// Whether the port's device computes IPv4 header checksums on
+    /// transmission for frames that ask
+    /// ([`PacketBuffer::request_ipv4_checksum`]). A worker transmits a frame
+    /// on the queue it came from, so it tells its pipeline once per queue
+    /// ([`crate::pipeline::Pipeline::set_ipv4_checksum_offload`]) and no
+    /// frame has to carry its port. The default: no.
+    #[inline]
+    fn ipv4_checksum_offload(&self) -> bool {
+        false
+    }
+
     /// Whether the port has link. Backends that cannot tell say `true`.
     #[inline]
     fn link_up(&self) -> bool {
