@@ -372,7 +372,9 @@ impl Mbuf {
         usize::from(m.buf_len).saturating_sub(usize::from(m.data_off) + usize::from(m.data_len))
     }
 
-    /// Number of segments (1 for every frame this backend hands out).
+    /// Number of segments (1 unless a driver chained the frame, which
+    /// vipa's port set-up does not ask for: see
+    /// [`PacketBuffer::is_segmented`]).
     #[inline]
     pub fn segments(&self) -> u16 {
         self.raw().nb_segs
@@ -510,7 +512,7 @@ impl PacketBuffer for Mbuf {
     }
 
     /// Both changes as three field writes on a one-segment frame (every
-    /// frame [`DpdkQueue`] receives), with no call: what
+    /// frame the pipeline encapsulates), with no call: what
     /// `rte_pktmbuf_trim` and `rte_pktmbuf_prepend` do to a single segment.
     #[inline]
     fn reframe(&mut self, front: usize, len: usize) -> bool {
