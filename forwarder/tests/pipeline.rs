@@ -551,6 +551,16 @@ struct OffloadBuf {
     requests: Vec<(usize, usize)>,
 }
 
+impl OffloadBuf {
+    /// A copy of `frame`, asked nothing yet.
+    fn new(frame: &[u8]) -> Self {
+        OffloadBuf {
+            buf: HeapBuf::from_frame(frame),
+            requests: Vec::new(),
+        }
+    }
+}
+
 impl PacketBuffer for OffloadBuf {
     fn data(&self) -> &[u8] {
         self.buf.data()
@@ -589,10 +599,7 @@ fn through_offload_port(frame: &[u8], port_offload: bool) -> Vec<OffloadBuf> {
     let mut p = Pipeline::new(tables());
     p.set_ipv4_checksum_offload(0, port_offload);
     let mut rx = Burst::new();
-    rx.push(OffloadBuf {
-        buf: HeapBuf::from_frame(frame),
-        requests: Vec::new(),
-    });
+    rx.push(OffloadBuf::new(frame));
     let mut out = Outputs::new();
     p.process_burst(0, &mut rx, 100, &mut out);
     out.tx.drain(..).collect()
@@ -682,10 +689,7 @@ fn the_worker_offloads_checksums_on_the_queues_that_offer_it() {
     let input = builder().tcp(v4(CLIENT4), v4(VIPA4), 40000, 80, flags::SYN, b"hello");
     for offload in [false, true] {
         let port = OffloadPort {
-            rx: vec![OffloadBuf {
-                buf: HeapBuf::from_frame(&input),
-                requests: Vec::new(),
-            }],
+            rx: vec![OffloadBuf::new(&input)],
             tx: Vec::new(),
             offload,
         };
@@ -713,10 +717,7 @@ fn a_port_without_the_offload_never_asks_the_buffer() {
             let mut out = Outputs::new();
             for _ in 0..2 {
                 let mut rx = Burst::new();
-                rx.push(OffloadBuf {
-                    buf: HeapBuf::from_frame(&input),
-                    requests: Vec::new(),
-                });
+                rx.push(OffloadBuf::new(&input));
                 p.process_burst(0, &mut rx, 100, &mut out);
             }
             let software = send(&mut worker(), 0, &input).tx;
